@@ -1,0 +1,1 @@
+"""click commands: parse, call a service, print (a table, or JSON with --json)."""

@@ -1,0 +1,143 @@
+"""`assetdb init`, `assetdb db ...` and `assetdb stats`."""
+
+from __future__ import annotations
+
+import click
+
+from assetdb.cli.common import get_settings, json_option, load_model
+from assetdb.cli.output import kv_lines, print_json
+
+
+@click.command()
+@json_option
+def init(as_json: bool) -> None:
+    """Create the pgvector extension and run the schema migrations.
+
+    The first run records the model (ASSETDB_MODEL) and its vector dimension in the
+    database; later runs only apply new migrations, so running it again is harmless.
+
+    \b
+    Example:
+      ASSETDB_MODEL=./models/my-clip assetdb init
+    """
+    from assetdb.db import schema
+    from assetdb.db.engine import connect, libpq_url, redact, reset_engines
+
+    settings = get_settings()
+    with connect(settings) as conn:
+        meta = schema.read_meta(conn)
+        if meta:
+            model, dim = meta["model"], int(meta["dimension"])
+        else:
+            encoder = load_model(settings)
+            model, dim = encoder.name, encoder.dimension
+        meta = schema.upgrade(conn, model, dim)
+    reset_engines()  # new connections register the vector type now that it exists
+    info = {"database": redact(libpq_url(settings)), "model": meta["model"],
+            "dimension": int(meta["dimension"])}
+    if as_json:
+        print_json(info)
+    else:
+        click.echo(f"Database ready: {info['database']}")
+        click.echo(f"Model {info['model']} ({info['dimension']}-d vectors)")
+
+
+@click.group()
+def db() -> None:
+    """The database: its URL, and the embedded PostgreSQL server."""
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the connection URL, for psql and other SQL clients.
+
+    Starts the embedded server if ASSETDB_DATABASE_URL is unset and it is not running.
+
+    \b
+    Example:
+      psql "$(assetdb db url)" -c 'SELECT count(*) FROM assets'
+    """
+    from assetdb.db.engine import libpq_url
+
+    click.echo(libpq_url(get_settings()))
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL server (other commands start it on demand)."""
+    from assetdb.db import embedded
+
+    settings = get_settings()
+    if settings.database_url:
+        raise click.ClickException("ASSETDB_DATABASE_URL is set: there is no embedded server")
+    click.echo(embedded.start(settings.home))
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server."""
+    from assetdb.db import embedded
+
+    settings = get_settings()
+    if settings.database_url:
+        raise click.ClickException("ASSETDB_DATABASE_URL is set: there is no embedded server")
+    click.echo("stopped" if embedded.stop(settings.home) else "not running")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Say whether the embedded server is running, and where its data lives."""
+    from assetdb.db import embedded
+
+    settings = get_settings()
+    if settings.database_url:
+        click.echo("external database (ASSETDB_DATABASE_URL)")
+        return
+    url = embedded.running_url(settings.home)
+    kv_lines([("data", embedded.pgdata_dir(settings.home)),
+              ("running", "yes" if url else "no"), ("url", url or "")])
+
+
+@click.command()
+@json_option
+def stats(as_json: bool) -> None:
+    """Counts of assets by status, kind and model; the database URL; the model.
+
+    \b
+    Example:
+      assetdb stats --json | jq .by_status
+    """
+    from sqlalchemy import text
+
+    from assetdb.db import schema
+    from assetdb.db.engine import connect, libpq_url, redact
+
+    settings = get_settings()
+    with connect(settings) as conn:
+        meta = schema.require_meta(conn)
+
+        def grouped(column: str) -> dict[str, int]:
+            rows = conn.execute(text(
+                f"SELECT COALESCE({column}, '(none)') AS k, count(*) FROM assets "  # noqa: S608
+                "GROUP BY 1 ORDER BY 2 DESC"
+            )).all()
+            return {k: n for k, n in rows}
+
+        data = {
+            "database": redact(libpq_url(settings)),
+            "model": meta["model"],
+            "dimension": int(meta["dimension"]),
+            "configured_model": settings.model,
+            "total": conn.execute(text("SELECT count(*) FROM assets")).scalar_one(),
+            "by_status": grouped("status"),
+            "by_kind": grouped("kind"),
+            "by_model": grouped("embedding_model"),
+        }
+    if as_json:
+        print_json(data)
+        return
+    kv_lines([(k, data[k]) for k in ("database", "model", "dimension", "total")])
+    for key in ("by_status", "by_kind", "by_model"):
+        click.echo(f"\n{key.replace('_', ' ')}:")
+        for name, count in data[key].items():
+            click.echo(f"  {count:>8}  {name}")

@@ -1,0 +1,81 @@
+"""The `assetdb` command. Subcommands live in small modules and import heavy things
+(torch, sentence-transformers, SQLAlchemy) only when they run, so --help is instant."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from assetdb import __version__
+
+# (module, attribute) of every subcommand, in --help order. Loaded lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("assetdb.cli.db_cmds", "init"),
+    "db": ("assetdb.cli.db_cmds", "db"),
+    "ingest": ("assetdb.cli.ingest_cmds", "ingest"),
+    "search": ("assetdb.cli.search_cmds", "search"),
+    "similar": ("assetdb.cli.search_cmds", "similar"),
+    "stats": ("assetdb.cli.db_cmds", "stats"),
+}
+
+SHORT_HELP: dict[str, str] = {
+    "init": "Create the database schema (safe to run again).",
+    "db": "The database: its URL, and the embedded server.",
+    "ingest": "Add image files, folders or globs to the catalogue.",
+    "search": "Find assets that match a text description.",
+    "similar": "Find assets that look like an asset or an image file.",
+    "stats": "Counts by status, kind and model; database and model.",
+}
+
+
+class LazyGroup(click.Group):
+    """Loads a subcommand's module only when that subcommand runs, and turns assetdb's
+    own errors into one clean line instead of a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing uses SHORT_HELP, so `assetdb --help` imports no subcommand module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SHORT_HELP.get(name, "")) for name in COMMANDS])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from assetdb.errors import AssetdbError
+
+        try:
+            return super().invoke(ctx)
+        except AssetdbError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="assetdb")
+def cli() -> None:
+    """assetdb: a semantic asset manager on PostgreSQL + pgvector.
+
+    Asset metadata and CLIP vectors live in one table, so one query combines SQL
+    filters with nearest-neighbour search by text or by example image.
+
+    \b
+    Quick start:
+      assetdb init
+      assetdb ingest ~/Pictures --recursive
+      assetdb search "sunset over a concrete building" -k 5
+      assetdb similar 42
+
+    Configuration comes from the environment: ASSETDB_DATABASE_URL (unset: an
+    embedded PostgreSQL under ASSETDB_HOME), ASSETDB_MODEL (default clip-ViT-B-32).
+    """
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    cli()

@@ -1,0 +1,62 @@
+"""Settings from the environment. Read once per process; no heavy imports here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from assetdb.errors import ConfigError
+
+DEFAULT_MODEL = "clip-ViT-B-32"
+
+
+def _default_home() -> Path:
+    # XDG-style per-user data directory; ASSETDB_HOME overrides it.
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "assetdb"
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    home: Path
+    model: str
+    device: str | None
+    batch_size: int
+    decode_workers: int
+    exact_search_max_rows: int
+    hnsw_ef_search: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("ASSETDB_HOME") or _default_home()).expanduser()
+        return cls(
+            database_url=os.environ.get("ASSETDB_DATABASE_URL") or None,
+            home=home,
+            model=os.environ.get("ASSETDB_MODEL") or DEFAULT_MODEL,
+            device=os.environ.get("ASSETDB_DEVICE") or None,
+            batch_size=_int("ASSETDB_BATCH_SIZE", 32, minimum=1),
+            decode_workers=_int("ASSETDB_DECODE_WORKERS", max(2, os.cpu_count() or 2), minimum=1),
+            # Below this many matching rows a filtered search scans them exactly
+            # instead of walking the HNSW graph: exact, and cheaper at that size.
+            exact_search_max_rows=_int("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000),
+            hnsw_ef_search=_int("ASSETDB_HNSW_EF_SEARCH", 100, minimum=1),
+        )
+
+
+def settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,78 @@
+"""Migrations and the facts the database records about itself (model, dimension)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+
+from assetdb.errors import DatabaseError, ModelError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_MIGRATE_LOCK = 0x61737365  # any constant: serialises concurrent `assetdb init` runs
+
+
+def alembic_config(connection: Connection | None = None, dim: int | None = None):  # noqa: ANN201
+    from alembic.config import Config
+
+    ini = PROJECT_ROOT / "alembic.ini"
+    if not ini.exists():
+        raise DatabaseError(f"alembic.ini not found at {ini}: is assetdb installed from its checkout?")
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    if dim is not None:
+        cfg.attributes["embedding_dim"] = dim
+    return cfg
+
+
+def upgrade(conn: Connection, model: str, dim: int) -> dict[str, str]:
+    """Create the extension, run migrations and record model and dimension. Idempotent."""
+    from alembic import command
+
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
+    command.upgrade(alembic_config(conn, dim), "head")
+    meta = read_meta(conn)
+    if not meta:
+        conn.execute(
+            text("INSERT INTO assetdb_meta (key, value) VALUES ('model', :m), ('dimension', :d)"),
+            {"m": model, "d": str(dim)},
+        )
+        meta = {"model": model, "dimension": str(dim)}
+    return meta
+
+
+def is_initialised(conn: Connection) -> bool:
+    return conn.execute(text("SELECT to_regclass('assetdb_meta') IS NOT NULL")).scalar_one()
+
+
+def read_meta(conn: Connection) -> dict[str, str]:
+    if not is_initialised(conn):
+        return {}
+    rows = conn.execute(text("SELECT key, value FROM assetdb_meta")).all()
+    return {k: v for k, v in rows}
+
+
+def require_meta(conn: Connection) -> dict[str, str]:
+    meta = read_meta(conn)
+    if not meta:
+        raise DatabaseError("the database is not initialised: run `assetdb init` first")
+    return meta
+
+
+def check_model(meta: dict[str, str], model: str, dim: int) -> None:
+    """Refuse a model whose vectors cannot be compared with the stored ones."""
+    db_model, db_dim = meta["model"], int(meta["dimension"])
+    if dim != db_dim:
+        raise ModelError(
+            f"the configured model {model!r} makes {dim}-d vectors, but this database holds "
+            f"{db_dim}-d vectors from {db_model!r}. Set ASSETDB_MODEL={db_model} to use it, or "
+            f"move the catalogue to the new model with `assetdb reembed --model {model}`."
+        )
+    if model != db_model:
+        raise ModelError(
+            f"the configured model {model!r} differs from the database's model {db_model!r}; "
+            "vectors of two models cannot be compared. Set ASSETDB_MODEL to the database's "
+            f"model, or run `assetdb reembed --model {model}`."
+        )

@@ -1,0 +1,1 @@
+"""The Encoder protocol, the sentence-transformers CLIP backend and image loading."""

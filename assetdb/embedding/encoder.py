@@ -1,0 +1,149 @@
+"""The Encoder protocol and its sentence-transformers CLIP backend.
+
+torch and sentence-transformers are imported here only, and only when a model is
+loaded, so that commands that need no model start instantly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from assetdb.errors import ModelError
+
+CLIP_MAX_TOKENS = 77
+
+
+class Encoder(Protocol):
+    name: str
+    dimension: int
+    image_size: int
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    @property
+    def logit_scale(self) -> float: ...
+
+
+def canonical_model_name(name: str) -> str:
+    """Local directories are stored by absolute path; hub names as given."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
+def _quiet_transformers() -> None:
+    # Keep "Loading weights" bars and backend notices off the user's terminal.
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+class SentenceTransformerClip:
+    """A CLIP model through sentence-transformers: batched, L2-normalised float32."""
+
+    def __init__(self, name: str, device: str | None = None, batch_size: int = 32) -> None:
+        self.name = canonical_model_name(name)
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # torch modules are not safe to call concurrently
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ModelError(f"the model backend is not installed: {exc}") from None
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        _quiet_transformers()
+        try:
+            self.model = SentenceTransformer(self.name, device=self.device)
+        except Exception as exc:  # hub errors, missing files, bad configs all land here
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = (
+                "the directory does not hold a sentence-transformers or Hugging Face CLIP model"
+                if Path(name).expanduser().exists()
+                else "if this machine is offline or cannot reach the model hub, download the "
+                "model elsewhere and set ASSETDB_MODEL to its local directory"
+            )
+            raise ModelError(f"cannot load the model {name!r}: {reason} ({hint})") from None
+        self._clip = self._find_clip_module()
+        self._cap_text_length()
+        self.dimension = int(self.encode_texts([""]).shape[1])
+        self.image_size = self._image_size()
+
+    def _find_clip_module(self) -> Any:
+        first = self.model[0]
+        if not hasattr(first, "processor") or not hasattr(first, "model"):
+            raise ModelError(f"{self.name!r} is not a CLIP model: it cannot embed images")
+        return first
+
+    def _cap_text_length(self) -> None:
+        # CLIP reads at most 77 tokens; without this cap a longer text raises instead of
+        # being truncated, because the limit sits in the text sub-config.
+        tokenizer = getattr(self._clip, "tokenizer", None)
+        text_config = getattr(self._clip.model.config, "text_config", None)
+        limit = getattr(text_config, "max_position_embeddings", None) or CLIP_MAX_TOKENS
+        if tokenizer is not None and (tokenizer.model_max_length or 10**9) > limit:
+            tokenizer.model_max_length = limit
+
+    def _image_size(self) -> int:
+        proc = getattr(self._clip.processor, "image_processor", None)
+        crop = getattr(proc, "crop_size", None) or getattr(proc, "size", None) or {}
+        for key in ("height", "shortest_edge"):
+            value = crop.get(key) if hasattr(crop, "get") else getattr(crop, key, None)
+            if value:
+                return int(value)
+        return 224
+
+    @property
+    def logit_scale(self) -> float:
+        scale = getattr(self._clip.model, "logit_scale", None)
+        return float(scale.exp().item()) if scale is not None else 100.0
+
+    def _encode(self, items: Sequence[Any]) -> np.ndarray:
+        if len(items) == 0:
+            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                list(items),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        # CLIP reads at most 77 tokens: longer texts are truncated (see _cap_text_length).
+        return self._encode([str(t) for t in texts])
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._encode(images)
+
+
+_LOADED: dict[tuple[str, str | None], SentenceTransformerClip] = {}
+
+
+def load_encoder(name: str, device: str | None = None, batch_size: int = 32) -> Encoder:
+    """Load (once per process) the model named by ASSETDB_MODEL or a CLI option."""
+    key = (canonical_model_name(name), device)
+    if key not in _LOADED:
+        _LOADED[key] = SentenceTransformerClip(name, device=device, batch_size=batch_size)
+    return _LOADED[key]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+__all__ = ["Encoder", "SentenceTransformerClip", "load_encoder", "softmax"]

@@ -1,0 +1,1 @@
+"""Scanning, sidecar metadata, embedding files, and the ingest service."""

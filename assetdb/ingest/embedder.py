@@ -1,0 +1,72 @@
+"""Embed image files: decode in a thread pool one batch ahead of the encoder, so that
+decoding (which releases the GIL) overlaps with inference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from assetdb.embedding.encoder import Encoder
+from assetdb.embedding.images import load_image
+from assetdb.errors import ImageError
+
+Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
+
+
+def _load(path: Path, min_size: int) -> Image.Image | str:
+    try:
+        return load_image(path, min_size)
+    except ImageError as exc:
+        return str(exc)
+    except MemoryError:
+        return "image too large to decode in memory"
+
+
+def _encode_batch(encoder: Encoder, images: list[Image.Image]) -> list[np.ndarray | str]:
+    try:
+        return list(encoder.encode_images(images))
+    except Exception:
+        if len(images) == 1:
+            raise
+    # One bad image must not fail its batch: find it by encoding one at a time.
+    out: list[np.ndarray | str] = []
+    for img in images:
+        try:
+            out.append(encoder.encode_images([img])[0])
+        except Exception as exc:  # noqa: BLE001 - recorded on the asset's row
+            out.append(f"the model could not embed this image: {exc}")
+    return out
+
+
+def embed_paths(
+    encoder: Encoder, paths: Sequence[Path], batch_size: int = 32, workers: int = 2
+) -> Iterator[list[Result]]:
+    """Yield one list of results per batch, in input order."""
+    batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
+    min_size = encoder.image_size
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+
+        def submit(batch: list[Path]) -> list[Future[Image.Image | str]]:
+            return [pool.submit(_load, p, min_size) for p in batch]
+
+        ahead = submit(batches[0]) if batches else []
+        for i, batch in enumerate(batches):
+            current = ahead
+            if i + 1 < len(batches):
+                ahead = submit(batches[i + 1])
+            loaded = [f.result() for f in current]
+            images = [x for x in loaded if isinstance(x, Image.Image)]
+            encoded = iter(_encode_batch(encoder, images) if images else [])
+            results: list[Result] = []
+            for path, item in zip(batch, loaded, strict=True):
+                if isinstance(item, str):
+                    results.append((path, None, item))
+                    continue
+                vec = next(encoded)
+                item.close()
+                results.append((path, None, vec) if isinstance(vec, str) else (path, vec, None))
+            yield results

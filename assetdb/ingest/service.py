@@ -1,0 +1,283 @@
+"""The ingest service: scan, hash and probe files, apply sidecar metadata, embed what is
+new or changed, and upsert rows. One bad file never stops the batch: its error is stored
+on its row (status 'failed')."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Jsonb
+from sqlalchemy import Connection, text
+
+from assetdb.config import Settings
+from assetdb.db import schema
+from assetdb.db.engine import connect
+from assetdb.embedding.encoder import Encoder
+from assetdb.embedding.images import Probe, now_utc, probe
+from assetdb.errors import ImageError
+from assetdb.ingest.embedder import embed_paths
+from assetdb.ingest.scan import scan, sha256_file
+from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
+
+Progress = Callable[[int], None]  # called with the number of files just finished
+
+
+@dataclass
+class IngestReport:
+    ingested: int = 0  # embedded (or registered, with embed=False) in this run
+    unchanged: int = 0  # same content and model as stored: no model work
+    deduplicated: int = 0  # of `ingested`, vectors copied from identical content
+    failed: int = 0
+    skipped: int = 0  # files in folders that are not images
+    metadata_unmatched: int = 0  # sidecar entries that name no ingested file
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _File:
+    path: Path
+    sha256: str | None = None
+    size: int | None = None
+    probe: Probe | None = None
+    error: str | None = None
+    sidecar: SidecarEntry | None = None
+
+
+def _inspect(path: Path) -> _File:
+    item = _File(path)
+    try:
+        item.size = path.stat().st_size
+        item.sha256 = sha256_file(path)
+        item.probe = probe(path)
+    except ImageError as exc:
+        item.error = str(exc)
+    except FileNotFoundError:
+        item.error = "file not found"
+    except OSError as exc:
+        item.error = f"cannot read file: {exc.strerror or exc}"
+    return item
+
+
+_UPSERT = text(
+    """
+    INSERT INTO assets AS a (uri, sha256, kind, mime, width, height, bytes, title, description,
+        tags, metadata, captured_at, embedding, embedding_model, embedded_at, status, error,
+        attempts)
+    VALUES (:uri, :sha256, :kind, :mime, :width, :height, :bytes,
+        COALESCE(:title, :default_title), :description, COALESCE(CAST(:tags AS text[]), '{}'),
+        COALESCE(CAST(:metadata AS jsonb), '{}'),
+        COALESCE(CAST(:captured_at AS timestamptz), :exif_captured_at),
+        CAST(:embedding AS vector), :model, :embedded_at, :status, :error,
+        CASE WHEN :status = 'failed' THEN 1 ELSE 0 END)
+    ON CONFLICT (uri) DO UPDATE SET
+        sha256 = EXCLUDED.sha256, kind = EXCLUDED.kind, mime = EXCLUDED.mime,
+        width = EXCLUDED.width, height = EXCLUDED.height, bytes = EXCLUDED.bytes,
+        title = COALESCE(CAST(:title AS text), a.title),
+        description = COALESCE(CAST(:description AS text), a.description),
+        tags = COALESCE(CAST(:tags AS text[]), a.tags),
+        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
+        captured_at = COALESCE(CAST(:captured_at AS timestamptz), :exif_captured_at,
+                              a.captured_at),
+        embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model,
+        embedded_at = EXCLUDED.embedded_at, status = EXCLUDED.status, error = EXCLUDED.error,
+        attempts = CASE WHEN EXCLUDED.status = 'failed' THEN a.attempts + 1 ELSE 0 END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    """
+)
+
+_UPDATE_METADATA = text(
+    """
+    UPDATE assets AS a SET
+        title = COALESCE(CAST(:title AS text), a.title),
+        description = COALESCE(CAST(:description AS text), a.description),
+        tags = COALESCE(CAST(:tags AS text[]), a.tags),
+        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
+        captured_at = COALESCE(CAST(:captured_at AS timestamptz), a.captured_at),
+        updated_at = now()
+    WHERE uri = :uri
+    """
+)
+
+
+def _sidecar_params(entry: SidecarEntry | None) -> dict[str, Any]:
+    if entry is None:
+        return {"title": None, "description": None, "tags": None, "metadata": None,
+                "captured_at": None}
+    return {
+        "title": entry.title,
+        "description": entry.description,
+        "tags": entry.tags,
+        "metadata": Jsonb(entry.metadata) if entry.metadata else None,
+        "captured_at": entry.captured_at,
+    }
+
+
+def _row(
+    item: _File, model: str | None, vector: np.ndarray | None, status: str, error: str | None
+) -> dict[str, Any]:
+    p = item.probe
+    return {
+        "uri": str(item.path),
+        "sha256": item.sha256,
+        "kind": p.kind if p else None,
+        "mime": p.mime if p else mimetypes.guess_type(item.path.name)[0],
+        "width": p.width if p else None,
+        "height": p.height if p else None,
+        "bytes": item.size,
+        "default_title": item.path.stem,
+        "exif_captured_at": p.captured_at if p else None,
+        "embedding": vector,
+        "model": model if vector is not None else None,
+        "embedded_at": now_utc() if vector is not None else None,
+        "status": status,
+        "error": error,
+        **_sidecar_params(item.sidecar),
+    }
+
+
+def _existing(conn: Connection, uris: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+    rows = conn.execute(
+        text("SELECT uri, sha256, status, embedding_model FROM assets WHERE uri = ANY(:uris)"),
+        {"uris": list(uris)},
+    ).all()
+    return {r.uri: (r.sha256, r.status, r.embedding_model) for r in rows}
+
+
+def _stored_vectors(conn: Connection, shas: Iterable[str], model: str) -> dict[str, np.ndarray]:
+    rows = conn.execute(
+        text(
+            "SELECT DISTINCT ON (sha256) sha256, embedding FROM assets "
+            "WHERE sha256 = ANY(:shas) AND status = 'ready' AND embedding_model = :model"
+        ),
+        {"shas": list(shas), "model": model},
+    ).all()
+    return {r.sha256: np.asarray(r.embedding, dtype=np.float32) for r in rows}
+
+
+def ingest(
+    settings: Settings,
+    paths: Sequence[str],
+    *,
+    recursive: bool = False,
+    metadata_file: Path | None = None,
+    encoder: Encoder | None = None,
+    embed: bool = True,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest files. With embed=False rows are registered as 'pending' for workers.
+
+    The sidecar is parsed before anything is written: a malformed one raises SidecarError.
+    """
+    sidecar = load_sidecar(metadata_file) if metadata_file else {}
+    found = scan(paths, recursive=recursive)
+    report = IngestReport(skipped=len(found.skipped))
+    for arg in found.missing:
+        report.failed += 1
+        report.failures.append({"uri": arg, "error": "no such file or folder"})
+
+    with connect(settings) as conn:
+        meta = schema.require_meta(conn)
+    model = meta["model"]
+    if embed:
+        if encoder is None:
+            raise ValueError("embed=True needs an encoder")
+        schema.check_model(meta, encoder.name, encoder.dimension)
+
+    if on_total:
+        on_total(len(found.files))
+    with ThreadPoolExecutor(max_workers=settings.decode_workers) as pool:
+        items = list(pool.map(_inspect, found.files))
+    matched = 0
+    for item in items:
+        item.sidecar = sidecar.get(item.path)
+        matched += item.sidecar is not None
+    report.metadata_unmatched = len(sidecar) - matched
+
+    to_embed: list[_File] = []
+    with connect(settings) as conn:
+        existing: dict[str, tuple[str, str, str | None]] = {}
+        for i in range(0, len(items), 1000):
+            existing.update(_existing(conn, [str(x.path) for x in items[i : i + 1000]]))
+        for item in items:
+            if item.error:
+                conn.execute(_UPSERT, _row(item, None, None, "failed", item.error))
+                report.failed += 1
+                report.failures.append({"uri": str(item.path), "error": item.error})
+                continue
+            old = existing.get(str(item.path))
+            if old and old[0] == item.sha256 and old[1] in ("ready", "pending") and (
+                old[1] == "pending" or old[2] == model
+            ):
+                if item.sidecar:
+                    conn.execute(_UPDATE_METADATA, {"uri": str(item.path),
+                                                    **_sidecar_params(item.sidecar)})
+                report.unchanged += 1
+            elif not embed:
+                conn.execute(_UPSERT, _row(item, None, None, "pending", None))
+                report.ingested += 1
+            else:
+                to_embed.append(item)
+        if progress:
+            progress(len(items) - len(to_embed))
+
+    if not to_embed:
+        return report
+    assert encoder is not None
+    with connect(settings) as conn:
+        known = {}
+        shas = {x.sha256 for x in to_embed if x.sha256}
+        for chunk in _chunks(sorted(shas), 1000):
+            known.update(_stored_vectors(conn, chunk, model))
+    # Identical content is embedded once: the first file of each sha256 goes to the model.
+    first: dict[str, _File] = {}
+    for item in to_embed:
+        if item.sha256 not in known:
+            first.setdefault(item.sha256 or str(item.path), item)
+    by_path = {x.path: x for x in first.values()}
+    for batch in embed_paths(encoder, [x.path for x in first.values()],
+                             settings.batch_size, settings.decode_workers):
+        with connect(settings) as conn:
+            for path, vector, error in batch:
+                item = by_path[path]
+                if vector is not None:
+                    known[item.sha256 or ""] = vector
+                    conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+                    report.ingested += 1
+                else:
+                    conn.execute(_UPSERT, _row(item, None, None, "failed", error))
+                    report.failed += 1
+                    report.failures.append({"uri": str(path), "error": error or "unknown"})
+        if progress:
+            progress(len(batch))
+    # Copies: content that was already embedded, here or in an earlier run.
+    copies = [x for x in to_embed if x.path not in by_path]
+    with connect(settings) as conn:
+        for item in copies:
+            vector = known.get(item.sha256 or "")
+            if vector is None:  # its twin failed: fail the same way, without more model work
+                error = "identical content failed to embed"
+                conn.execute(_UPSERT, _row(item, None, None, "failed", error))
+                report.failed += 1
+                report.failures.append({"uri": str(item.path), "error": error})
+                continue
+            conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+            report.ingested += 1
+            report.deduplicated += 1
+    if progress and copies:
+        progress(len(copies))
+    return report
+
+
+def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

@@ -1,0 +1,1 @@
+"""One filter model -> SQL; text, image and vector search."""

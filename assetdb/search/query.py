@@ -1,0 +1,123 @@
+"""Filters -> SQL, and the nearest-neighbour query itself.
+
+Two plans, both exact in their order:
+- few matching rows (<= ASSETDB_EXACT_SEARCH_MAX_ROWS): scan them exactly in a
+  materialized CTE; cheaper than the graph at that size, and k rows whenever k match;
+- otherwise walk the HNSW index with pgvector's iterative scan (relaxed order, so it
+  keeps going until k rows pass the filters) and re-sort the k rows exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Connection, Select, func, literal, select, text
+
+from assetdb.db.models import Asset
+from assetdb.search.filters import Filters
+
+A = Asset.__table__.c
+
+
+@dataclass
+class Hit:
+    id: int
+    uri: str
+    title: str | None
+    similarity: float
+    kind: str | None
+    tags: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def where_clauses(f: Filters, model: str) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = [
+        A.status == "ready",
+        A.embedding.is_not(None),
+        A.embedding_model == model,
+    ]
+    if not f.include_hidden:
+        clauses.append(A.hidden.is_(False))
+    if f.kinds:
+        clauses.append(A.kind.in_(f.kinds))
+    if f.tags_all:
+        clauses.append(A.tags.contains(f.tags_all))
+    if f.tags_any:
+        clauses.append(A.tags.overlap(f.tags_any))
+    if f.metadata:
+        clauses.append(A.metadata.contains(f.metadata))
+    if f.captured_after:
+        clauses.append(A.captured_at >= f.captured_after)
+    if f.captured_before:
+        clauses.append(A.captured_at <= f.captured_before)
+    if f.created_after:
+        clauses.append(A.created_at >= f.created_after)
+    if f.created_before:
+        clauses.append(A.created_at <= f.created_before)
+    return clauses
+
+
+def _set_local(conn: Connection, name: str, value: str) -> None:
+    conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+
+
+def count_capped(conn: Connection, clauses: Sequence[ColumnElement[bool]], cap: int) -> int:
+    """How many rows match, counting no further than cap + 1."""
+    inner = select(literal(1)).where(*clauses).limit(cap + 1).subquery()
+    return conn.execute(select(func.count()).select_from(inner)).scalar_one()
+
+
+def nearest(
+    conn: Connection,
+    vector: np.ndarray,
+    *,
+    k: int,
+    filters: Filters,
+    model: str,
+    exclude_ids: Sequence[int] = (),
+    exact_max_rows: int = 20_000,
+    ef_search: int = 100,
+) -> list[Hit]:
+    """The k assets closest to `vector` (cosine) among those that pass the filters."""
+    clauses = where_clauses(filters, model)
+    if exclude_ids:
+        clauses.append(A.id.not_in(list(exclude_ids)))
+    distance = A.embedding.cosine_distance(np.asarray(vector, dtype=np.float32))
+    columns = (A.id, A.uri, A.title, A.kind, A.tags, distance.label("distance"))
+    exact = count_capped(conn, clauses, exact_max_rows) <= exact_max_rows
+    if exact:
+        candidates = select(*columns).where(*clauses).cte("candidates").prefix_with(
+            "MATERIALIZED"
+        )
+        query: Select[Any] = select(candidates).order_by(candidates.c.distance, candidates.c.id)
+    else:
+        _set_local(conn, "hnsw.iterative_scan", "relaxed_order")
+        _set_local(conn, "hnsw.ef_search", str(max(ef_search, k)))
+        _set_local(conn, "hnsw.max_scan_tuples", str(max(20_000, k * 1_000)))
+        inner = (
+            select(*columns).where(*clauses).order_by(distance).limit(k)
+        ).cte("approx").prefix_with("MATERIALIZED")
+        query = select(inner).order_by(inner.c.distance, inner.c.id)
+    if filters.min_similarity is not None:
+        query = query.where(query.selected_columns.distance <= 1.0 - filters.min_similarity)
+    rows = conn.execute(query.limit(k)).all()
+    return [
+        Hit(id=r.id, uri=r.uri, title=r.title, similarity=round(1.0 - float(r.distance), 6),
+            kind=r.kind, tags=list(r.tags or []))
+        for r in rows
+    ]
+
+
+def explain(conn: Connection, vector: np.ndarray, k: int, filters: Filters, model: str) -> str:
+    """EXPLAIN of the HNSW plan (for tests and `--explain`)."""
+    clauses = where_clauses(filters, model)
+    distance = A.embedding.cosine_distance(np.asarray(vector, dtype=np.float32))
+    q = select(A.id).where(*clauses).order_by(distance).limit(k)
+    compiled = q.compile(conn, compile_kwargs={})
+    rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()
+    return "\n".join(r[0] for r in rows)

@@ -1,0 +1,111 @@
+"""Text, image and by-asset search: encode the query, then one SQL query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+
+from assetdb.config import Settings
+from assetdb.db import schema
+from assetdb.db.engine import connect
+from assetdb.embedding.encoder import Encoder
+from assetdb.embedding.images import load_image, load_image_bytes
+from assetdb.errors import AssetdbError, FilterError
+from assetdb.search.filters import Filters
+from assetdb.search.query import Hit, nearest
+
+MAX_K = 1000
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise FilterError(f"k must lie between 1 and {MAX_K}, got {k}")
+
+
+def search_vector(
+    settings: Settings,
+    vector: np.ndarray,
+    *,
+    k: int = 10,
+    filters: Filters | None = None,
+    exclude_ids: tuple[int, ...] = (),
+) -> list[Hit]:
+    _check_k(k)
+    with connect(settings) as conn:
+        meta = schema.require_meta(conn)
+        return nearest(
+            conn,
+            vector,
+            k=k,
+            filters=filters or Filters(),
+            model=meta["model"],
+            exclude_ids=exclude_ids,
+            exact_max_rows=settings.exact_search_max_rows,
+            ef_search=settings.hnsw_ef_search,
+        )
+
+
+def _checked(settings: Settings, encoder: Encoder) -> None:
+    with connect(settings) as conn:
+        schema.check_model(schema.require_meta(conn), encoder.name, encoder.dimension)
+
+
+def search_text(
+    settings: Settings, encoder: Encoder, query: str, *, k: int = 10,
+    filters: Filters | None = None,
+) -> list[Hit]:
+    if not query.strip():
+        raise FilterError("the search text is empty")
+    _check_k(k)
+    _checked(settings, encoder)
+    return search_vector(settings, encoder.encode_texts([query])[0], k=k, filters=filters)
+
+
+def search_image(
+    settings: Settings, encoder: Encoder, image: Path | bytes, *, k: int = 10,
+    filters: Filters | None = None,
+) -> list[Hit]:
+    """Search by an example image; if it is a catalogued file, it is left out of its results."""
+    _check_k(k)
+    _checked(settings, encoder)
+    if isinstance(image, bytes):
+        img, exclude = load_image_bytes(image, encoder.image_size), ()
+    else:
+        img = load_image(image, encoder.image_size)
+        with connect(settings) as conn:
+            row = conn.execute(text("SELECT id FROM assets WHERE uri = :u"),
+                               {"u": str(image.resolve())}).first()
+        exclude = (row.id,) if row else ()
+    vector = encoder.encode_images([img])[0]
+    return search_vector(settings, vector, k=k, filters=filters, exclude_ids=exclude)
+
+
+def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
+    with connect(settings) as conn:
+        meta = schema.require_meta(conn)
+        row = conn.execute(
+            text("SELECT status, error, embedding, embedding_model FROM assets WHERE id = :i"),
+            {"i": asset_id},
+        ).first()
+    if row is None:
+        raise AssetdbError(f"no asset with id {asset_id}")
+    if row.status != "ready" or row.embedding is None:
+        detail = f": {row.error}" if row.error else ""
+        raise AssetdbError(f"asset {asset_id} has no embedding (status {row.status}{detail})")
+    if row.embedding_model != meta["model"]:
+        raise AssetdbError(
+            f"asset {asset_id} was embedded with {row.embedding_model!r}, not the database's "
+            f"model {meta['model']!r}; re-embed it first"
+        )
+    return np.asarray(row.embedding, dtype=np.float32)
+
+
+def similar_to_asset(
+    settings: Settings, asset_id: int, *, k: int = 10, filters: Filters | None = None
+) -> list[Hit]:
+    """Assets like a stored one (no model needed); the asset itself is left out."""
+    _check_k(k)
+    vector = asset_vector(settings, asset_id)
+    return search_vector(settings, vector, k=k, filters=filters, exclude_ids=(asset_id,))
