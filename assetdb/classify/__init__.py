@@ -1,0 +1,1 @@
+"""Zero-shot labels and moderation policies."""
