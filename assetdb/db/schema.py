@@ -17,7 +17,9 @@ def alembic_config(connection: Connection | None = None, dim: int | None = None)
 
     ini = PROJECT_ROOT / "alembic.ini"
     if not ini.exists():
-        raise DatabaseError(f"alembic.ini not found at {ini}: is assetdb installed from its checkout?")
+        raise DatabaseError(
+            f"alembic.ini not found at {ini}: install assetdb from its checkout (pip install -e .)"
+        )
     cfg = Config(str(ini))
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     if connection is not None:

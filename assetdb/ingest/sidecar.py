@@ -61,7 +61,9 @@ def parse_datetime(raw: Any, where: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
     except ValueError:
-        raise SidecarError(f"{where}: cannot read date {raw!r} (use ISO 8601, e.g. 2024-05-01)")
+        raise SidecarError(
+            f"{where}: cannot read date {raw!r} (use ISO 8601, e.g. 2024-05-01)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -1,0 +1,3 @@
+from assetdb.cli.main import cli
+
+cli(prog_name="assetdb")
