@@ -35,6 +35,7 @@ class Settings:
     database_url: str | None
     home: Path
     model: str
+    model_is_explicit: bool  # ASSETDB_MODEL set; else the database's own model is used
     device: str | None
     batch_size: int
     decode_workers: int
@@ -48,6 +49,7 @@ class Settings:
             database_url=os.environ.get("ASSETDB_DATABASE_URL") or None,
             home=home,
             model=os.environ.get("ASSETDB_MODEL") or DEFAULT_MODEL,
+            model_is_explicit=bool(os.environ.get("ASSETDB_MODEL")),
             device=os.environ.get("ASSETDB_DEVICE") or None,
             batch_size=_int("ASSETDB_BATCH_SIZE", 32, minimum=1),
             decode_workers=_int("ASSETDB_DECODE_WORKERS", max(2, os.cpu_count() or 2), minimum=1),

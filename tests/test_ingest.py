@@ -247,3 +247,11 @@ def test_no_embed_registers_pending_without_model(initialised, tmp_path):
     assert result.exit_code == 0 and "1 registered" in result.stdout
     row = rows(initialised)["a.png"]
     assert row.status == "pending" and row.embedding is None and row.sha256
+
+
+def test_empty_folder_says_so(initialised, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("ingest", str(tmp_path / "empty"))
+    assert result.exit_code == 0
+    assert "No image files found" in result.stderr
+    assert "0 ingested, 0 unchanged, 0 failed" in result.stdout

@@ -236,3 +236,12 @@ def test_cli_errors(initialised, tmp_path):
         assert result.exit_code != 0, args
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_without_assetdb_model_the_database_model_is_used(initialised, tmp_path, monkeypatch):
+    noise(tmp_path / "a.png", 1)
+    assert run_cli("ingest", str(tmp_path / "a.png")).exit_code == 0
+    monkeypatch.delenv("ASSETDB_MODEL")  # the default model is not on this machine
+    result = run_cli("search", "red", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 1

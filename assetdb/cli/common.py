@@ -17,9 +17,10 @@ def get_settings() -> Settings:
 
 def load_model(settings: Settings, name: str | None = None):  # noqa: ANN201 - Encoder
     """Load the configured model, with a note on stderr (loading takes seconds)."""
+    from assetdb.db.schema import model_to_load
     from assetdb.embedding.encoder import load_encoder
 
-    model = name or settings.model
+    model = name or model_to_load(settings)
     click.echo(f"Loading model {model} ...", err=True)
     return load_encoder(model, device=settings.device, batch_size=settings.batch_size)
 

@@ -127,7 +127,7 @@ def stats(as_json: bool) -> None:
             "database": redact(libpq_url(settings)),
             "model": meta["model"],
             "dimension": int(meta["dimension"]),
-            "configured_model": settings.model,
+            "configured_model": settings.model if settings.model_is_explicit else None,
             "total": conn.execute(text("SELECT count(*) FROM assets")).scalar_one(),
             "by_status": grouped("status"),
             "by_kind": grouped("kind"),

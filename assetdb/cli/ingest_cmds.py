@@ -60,6 +60,9 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     else:
         for failure in report.failures:
             click.echo(f"failed: {failure['uri']}: {failure['error']}", err=True)
+        if not (report.ingested or report.unchanged or report.failed):
+            click.echo("No image files found (JPEG, PNG, WebP, GIF, BMP, TIFF); "
+                       "use --recursive for sub-folders.", err=True)
         verb = "registered" if no_embed else "ingested"
         line = f"{report.ingested} {verb}, {report.unchanged} unchanged, {report.failed} failed"
         if report.deduplicated:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 
+from assetdb.config import Settings
 from assetdb.errors import DatabaseError, ModelError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +79,15 @@ def check_model(meta: dict[str, str], model: str, dim: int) -> None:
             "vectors of two models cannot be compared. Set ASSETDB_MODEL to the database's "
             f"model, or run `assetdb reembed --model {model}`."
         )
+
+
+def model_to_load(settings: Settings) -> str:
+    """ASSETDB_MODEL when set; otherwise the model the database was initialised with
+    (so that a catalogue made with a local model needs no variable to search it), and the
+    default model for a database that has none yet."""
+    if settings.model_is_explicit:
+        return settings.model
+    from assetdb.db.engine import connect
+
+    with connect(settings) as conn:
+        return read_meta(conn).get("model", settings.model)

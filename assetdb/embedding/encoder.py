@@ -49,6 +49,23 @@ def _quiet_transformers() -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub, instead of the hub client's minutes of retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 class SentenceTransformerClip:
     """A CLIP model through sentence-transformers: batched, L2-normalised float32."""
 
@@ -63,15 +80,33 @@ class SentenceTransformerClip:
             raise ModelError(f"the model backend is not installed: {exc}") from None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         _quiet_transformers()
+        local = Path(name).expanduser().exists()
+        offline_hint = (
+            "if this machine is offline or cannot reach the model hub, download the model "
+            "elsewhere and set ASSETDB_MODEL to its local directory"
+        )
         try:
-            self.model = SentenceTransformer(self.name, device=self.device)
+            try:
+                # A model in the local cache loads without asking the hub.
+                self.model = SentenceTransformer(self.name, device=self.device,
+                                                 local_files_only=True)
+            except Exception:
+                if local:
+                    raise
+                if not _hub_reachable():
+                    raise ModelError(
+                        f"cannot load the model {name!r}: it is not in the local cache and the "
+                        f"model hub cannot be reached ({offline_hint})"
+                    ) from None
+                self.model = SentenceTransformer(self.name, device=self.device)
+        except ModelError:
+            raise
         except Exception as exc:  # hub errors, missing files, bad configs all land here
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             hint = (
                 "the directory does not hold a sentence-transformers or Hugging Face CLIP model"
-                if Path(name).expanduser().exists()
-                else "if this machine is offline or cannot reach the model hub, download the "
-                "model elsewhere and set ASSETDB_MODEL to its local directory"
+                if local
+                else offline_hint
             )
             raise ModelError(f"cannot load the model {name!r}: {reason} ({hint})") from None
         self._clip = self._find_clip_module()
