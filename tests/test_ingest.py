@@ -247,6 +247,11 @@ def test_no_embed_registers_pending_without_model(initialised, tmp_path):
     assert result.exit_code == 0 and "1 registered" in result.stdout
     row = rows(initialised)["a.png"]
     assert row.status == "pending" and row.embedding is None and row.sha256
+    assert "1 unchanged" in run_cli("ingest", "--no-embed", str(tmp_path)).stdout
+    # a later ingest with the model embeds what is still pending
+    result = run_cli("ingest", str(tmp_path))
+    assert "1 ingested" in result.stdout
+    assert rows(initialised)["a.png"].status == "ready"
 
 
 def test_empty_folder_says_so(initialised, tmp_path):

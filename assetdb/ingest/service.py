@@ -215,9 +215,10 @@ def ingest(
                 report.failures.append({"uri": str(item.path), "error": item.error})
                 continue
             old = existing.get(str(item.path))
-            if old and old[0] == item.sha256 and old[1] in ("ready", "pending") and (
-                old[1] == "pending" or old[2] == model
-            ):
+            same = old is not None and old[0] == item.sha256
+            # Unchanged: embedded with the current model, or (registering only) already queued.
+            if same and (old[1] == "ready" and old[2] == model or old[1] == "pending"
+                         and not embed):
                 if item.sidecar:
                     conn.execute(_UPDATE_METADATA, {"uri": str(item.path),
                                                     **_sidecar_params(item.sidecar)})
