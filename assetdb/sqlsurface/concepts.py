@@ -57,7 +57,9 @@ def concept_vector(encoder: Encoder, text: str, templates: Sequence[str] = ()) -
     """The text's unit vector; with templates, the ensemble of its prompts."""
     if not text.strip():
         raise AssetdbError("the concept text is empty")
-    return text_prototypes(encoder, [text.strip()], list(templates) or ["{}"])[0]
+    if not templates:  # exactly the vector `assetdb search TEXT` uses
+        return encoder.encode_texts([text.strip()])[0]
+    return text_prototypes(encoder, [text.strip()], templates)[0]
 
 
 def _checked_templates(templates: Sequence[str]) -> list[str]:
