@@ -27,6 +27,7 @@ from sqlalchemy import Connection, func, select, text
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
+from assetdb.db.models import Asset
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.search.filters import Filters
 from assetdb.search.query import A, where_clauses
@@ -107,7 +108,7 @@ def export(
         meta = schema.require_meta(conn)
         model, dim = meta["model"], int(meta["dimension"])
         total = conn.execute(
-            select(func.count()).select_from(A.table).where(*where_clauses(filters, model))
+            select(func.count()).select_from(Asset.__table__).where(*where_clauses(filters, model))
         ).scalar_one()
         if on_total:
             on_total(total)
