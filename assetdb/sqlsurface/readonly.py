@@ -58,7 +58,7 @@ def run_readonly(
             with conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
                 cur.execute("SELECT set_config('statement_timeout', %s, true)",
-                            (f"{int(timeout_s * 1000)}ms",))
+                            (f"{max(1, round(timeout_s * 1000))}ms",))
                 cur.execute(sql, prepare=True)
                 if cur.description is None:
                     return QueryResult(columns=[], rows=[], truncated=False)
