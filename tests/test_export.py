@@ -71,6 +71,7 @@ def test_export_bad_input_writes_nothing(initialised, database_url, tmp_path):
         (("--format", "csv", "--out", str(tmp_path / "x.csv"), "--kind", "video"),
          "unknown kind"),
         (("--format", "xlsx", "--out", str(tmp_path / "x.xlsx")), "Invalid value"),
+        (("--format", "npy", "--out", str(tmp_path / "x.csv")), "ending in .npy"),
     ):
         result = run_cli("export", *args)
         assert result.exit_code != 0, (args, result.output)

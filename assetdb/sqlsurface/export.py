@@ -79,6 +79,9 @@ def _flat_row(row: Any) -> dict[str, Any]:
 def check_format(fmt: str, out: Path) -> None:
     if fmt not in FORMATS:
         raise AssetdbError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "npy" and out.suffix != ".npy":
+        # the companion file is OUT with .csv: a path without .npy could collide with it
+        raise AssetdbError(f"an npy export wants a path ending in .npy, got {out.name!r}")
     if out.exists() and out.is_dir():
         raise AssetdbError(f"{out} is a folder; --out wants a file path")
     if not out.parent.exists():
