@@ -62,7 +62,7 @@ def concept_vector(encoder: Encoder, text: str, templates: Sequence[str] = ()) -
     return text_prototypes(encoder, [text.strip()], templates)[0]
 
 
-def _checked_templates(templates: Sequence[str]) -> list[str]:
+def checked_templates(templates: Sequence[str]) -> list[str]:
     return check_templates(templates) if templates else []
 
 
@@ -72,7 +72,7 @@ def add_concept(
 ) -> ConceptInfo:
     """Embed TEXT with the database's model and store it as NAME."""
     check_name(name)
-    templates = _checked_templates(templates)
+    templates = checked_templates(templates)
     with connect(settings) as conn:
         schema.check_model(schema.require_meta(conn), encoder.name, encoder.dimension)
     vector = concept_vector(encoder, text, templates)

@@ -10,7 +10,7 @@ from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
-from assetdb.sqlsurface.concepts import _checked_templates, concept_vector
+from assetdb.sqlsurface.concepts import checked_templates, concept_vector
 
 
 def embed_text(
@@ -18,7 +18,7 @@ def embed_text(
 ) -> np.ndarray:
     """The text's vector, refused if the model differs from the database's (the vector
     would be compared with vectors of another model)."""
-    templates = _checked_templates(templates)
+    templates = checked_templates(templates)
     with connect(settings) as conn:
         schema.check_model(schema.require_meta(conn), encoder.name, encoder.dimension)
     return concept_vector(encoder, text, templates)
