@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("assetdb.cli.search_cmds", "search"),
     "similar": ("assetdb.cli.search_cmds", "similar"),
     "stats": ("assetdb.cli.db_cmds", "stats"),
+    "concept": ("assetdb.cli.concept_cmds", "concept"),
+    "embed-text": ("assetdb.cli.sql_cmds", "embed_text"),
+    "sql": ("assetdb.cli.sql_cmds", "sql"),
+    "export": ("assetdb.cli.export_cmds", "export"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -27,6 +31,10 @@ SHORT_HELP: dict[str, str] = {
     "search": "Find assets that match a text description.",
     "similar": "Find assets that look like an asset or an image file.",
     "stats": "Counts by status, kind and model; database and model.",
+    "concept": "Named text queries stored as vectors, for SQL.",
+    "embed-text": "Print a text's query vector for ad-hoc SQL.",
+    "sql": "Run one read-only SQL statement and print the result.",
+    "export": "Export ids, uris, metadata and embeddings (parquet, csv, npy).",
 }
 
 

@@ -1,0 +1,54 @@
+"""`assetdb export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from assetdb.cli.common import filter_options, filters_from, get_settings, json_option
+from assetdb.cli.output import kv_lines, print_json, progress_bar
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", type=click.Choice(["parquet", "csv", "npy"]),
+              required=True, help="parquet (one file), csv (one file), or npy (the vector "
+                                  "matrix, plus PATH with .csv for the other columns).")
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The file to write (replaced if it exists).")
+@filter_options
+@json_option
+def export(fmt: str, out: Path, as_json: bool, **kwargs: object) -> None:
+    """Export searchable assets: ids, uris, metadata and embeddings, in id order.
+
+    Exports what a search could return: embedded with the database's model, not hidden
+    (unless --include-hidden), narrowed by the filters.
+
+    \b
+    Examples:
+      assetdb export --format parquet --out assets.parquet
+      assetdb export --format csv --tag product --out products.csv
+      assetdb export --format npy --kind image --out vectors.npy   # + vectors.csv
+      duckdb -c "SELECT id, uri FROM 'assets.parquet' LIMIT 5"
+    """
+    from assetdb.sqlsurface.export import export as run_export
+
+    settings = get_settings()
+    filters = filters_from(kwargs)
+    bar = None
+
+    def on_total(total: int) -> None:
+        nonlocal bar
+        bar = progress_bar(total, "export", unit="row")
+
+    try:
+        report = run_export(settings, filters, fmt, out.expanduser(), on_total=on_total,
+                            progress=lambda n: bar.update(n) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        kv_lines([("rows", report.rows), ("dimension", report.dimension),
+                  ("files", ", ".join(report.files))])

@@ -1,0 +1,92 @@
+"""Read-only SQL for analysts (`assetdb sql`).
+
+The query runs on its own short-lived connection (nothing it sets can leak into a
+pooled one), in a READ ONLY transaction with a statement timeout, and is always rolled
+back. It is sent as a prepared statement, so the server accepts exactly one statement:
+'SELECT 1; COMMIT; DELETE ...' is refused instead of ending the read-only transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from pgvector import Vector
+from psycopg import errors as pg_errors
+
+from assetdb.config import Settings
+from assetdb.db.engine import libpq_url
+from assetdb.errors import AssetdbError, DatabaseError
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool  # more rows than max_rows existed
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    try:
+        conn = psycopg.connect(libpq_url(settings), connect_timeout=10,
+                               application_name="assetdb sql")
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from None
+    try:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)  # vectors come back as numpy arrays
+    except psycopg.ProgrammingError:  # no extension yet: vectors stay text
+        conn.rollback()
+    return conn
+
+
+def run_readonly(
+    settings: Settings, sql: str, *, timeout_s: float = 30.0, max_rows: int = 10_000
+) -> QueryResult:
+    """Run one SQL statement read-only; at most max_rows rows (0: all)."""
+    if not sql.strip():
+        raise AssetdbError("the SQL text is empty")
+    if timeout_s <= 0:
+        raise AssetdbError("the timeout must be positive")
+    with _connect(settings) as conn:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute("SELECT set_config('statement_timeout', %s, true)",
+                            (f"{max(1, round(timeout_s * 1000))}ms",))
+                cur.execute(sql, prepare=True)
+                if cur.description is None:
+                    return QueryResult(columns=[], rows=[], truncated=False)
+                columns = [c.name for c in cur.description]
+                rows = cur.fetchall() if max_rows == 0 else cur.fetchmany(max_rows + 1)
+        except pg_errors.ReadOnlySqlTransaction as exc:
+            raise AssetdbError(
+                f"assetdb sql is read-only: {_first_line(exc)}; nothing was changed"
+            ) from None
+        except pg_errors.QueryCanceled:
+            raise AssetdbError(
+                f"the query ran past the statement timeout ({timeout_s:g} s; see --timeout)"
+            ) from None
+        except psycopg.Error as exc:
+            raise AssetdbError(f"the query failed: {_first_line(exc)}") from None
+        finally:
+            conn.rollback()
+    truncated = max_rows > 0 and len(rows) > max_rows
+    rows = rows[:max_rows] if truncated else rows
+    return QueryResult(columns=columns, rows=[tuple(_plain(v) for v in r) for r in rows],
+                       truncated=truncated)
+
+
+def _plain(value: Any) -> Any:
+    # pgvector's psycopg loader gives Vector objects; analysts get plain float lists.
+    return value.to_list() if isinstance(value, Vector) else value
+
+
+def _first_line(exc: psycopg.Error) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
