@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -13,6 +14,26 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+class NumpyVector(Vector):
+    """pgvector's column type, loading values as float32 numpy arrays.
+
+    The connection already loads `vector` values as numpy (assetdb.db.engine); this keeps
+    SQLAlchemy's result processing from parsing them a second time as text.
+    """
+
+    cache_ok = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, np.ndarray):
+                return value
+            return np.asarray(parent(value), dtype=np.float32)
+
+        return process
 
 
 class Asset(Base):
@@ -34,7 +55,7 @@ class Asset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Dimension is fixed per database by the migration (from the model at `init`).
-    embedding: Mapped[Any] = mapped_column(Vector())
+    embedding: Mapped[Any] = mapped_column(NumpyVector())
     embedding_model: Mapped[str | None] = mapped_column(Text)
     embedded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(Text, server_default="pending")
