@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("assetdb.cli.search_cmds", "search"),
     "similar": ("assetdb.cli.search_cmds", "similar"),
     "stats": ("assetdb.cli.db_cmds", "stats"),
+    "serve": ("assetdb.cli.serve_cmds", "serve"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -27,6 +28,7 @@ SHORT_HELP: dict[str, str] = {
     "search": "Find assets that match a text description.",
     "similar": "Find assets that look like an asset or an image file.",
     "stats": "Counts by status, kind and model; database and model.",
+    "serve": "Serve the web search page and the HTTP API.",
 }
 
 

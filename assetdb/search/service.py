@@ -99,7 +99,9 @@ def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
             f"asset {asset_id} was embedded with {row.embedding_model!r}, not the database's "
             f"model {meta['model']!r}; re-embed it first"
         )
-    return np.asarray(row.embedding, dtype=np.float32)
+    # pgvector 0.5's psycopg loader returns a Vector object, not a numpy array.
+    vector = row.embedding.to_numpy() if hasattr(row.embedding, "to_numpy") else row.embedding
+    return np.asarray(vector, dtype=np.float32)
 
 
 def similar_to_asset(
