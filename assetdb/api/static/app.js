@@ -107,6 +107,7 @@ async function run(reset) {
     state.offset = 0;
     state.count = 0;
     $("grid").replaceChildren();
+    window.scrollTo(0, 0); // a new search starts at the top, where its query chip is
     syncUrl();
   }
   state.busy = true;
