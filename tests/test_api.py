@@ -204,6 +204,9 @@ def test_thumbnail_made_once_cached_with_headers(client, catalogue, initialised)
         client.get(f"/api/assets/{rid}/thumbnail", params={"size": 300}), 400)["error"]
     big = client.get(f"/api/assets/{rid}/thumbnail", params={"size": 512})
     assert big.status_code == 200
+    head = client.head(f"/api/assets/{rid}/thumbnail")
+    assert head.status_code == 200 and head.headers["content-type"] == "image/jpeg"
+    assert head.content == b""
 
 
 def test_thumbnail_downscales_large_images(initialised, encoder, tmp_path):
@@ -344,6 +347,19 @@ def test_page_docs_and_openapi(client):
     for f in static.iterdir():
         text = f.read_text()
         assert "https://" not in text and "src=\"//" not in text, f.name
+
+
+def test_model_loaded_once_at_startup(initialised, tiny_model_dir):
+    from assetdb.embedding.encoder import load_encoder
+
+    app = create_app(initialised, None, CONFIG)  # no encoder given: the lifespan loads it
+    assert app.state.encoder is None
+    with TestClient(app) as c:
+        loaded = app.state.encoder
+        assert loaded is load_encoder(str(tiny_model_dir))
+        assert c.get("/api/info").json()["model"] == str(tiny_model_dir.resolve())
+        c.get("/api/search", params={"q": "red"})
+        assert app.state.encoder is loaded
 
 
 def test_serve_help_and_loopback_default():

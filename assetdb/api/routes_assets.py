@@ -111,3 +111,8 @@ def original(settings: SettingsDep, request: Request, asset_id: int) -> Response
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=asset.mime or "application/octet-stream",
                         filename=asset.name, content_disposition_type="inline", headers=headers)
+
+
+# HEAD for caches and link checkers (FileResponse sends the headers only).
+router.add_api_route("/{asset_id}/thumbnail", thumbnail, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/{asset_id}/original", original, methods=["HEAD"], include_in_schema=False)
