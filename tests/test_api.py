@@ -328,6 +328,19 @@ def test_errors_are_json_everywhere(settings, encoder):
         assert_json_error(c.delete("/api/assets/1"), 405)
 
 
+def test_unexpected_errors_are_json_500_without_traceback(settings, encoder):
+    app = create_app(settings, encoder, CONFIG)
+
+    @app.get("/api/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/api/boom")
+    body = assert_json_error(r, 500)
+    assert "secret internals" not in r.text and "server log" in body["error"]
+
+
 def test_page_docs_and_openapi(client):
     page = client.get("/")
     assert page.status_code == 200 and "<title>assetdb" in page.text

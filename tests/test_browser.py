@@ -111,6 +111,7 @@ def test_search_filter_detail_similar_in_chromium(site, browser, shots, tmp_path
         "[...document.querySelectorAll('#grid .thumb img')].slice(0, 8)"
         ".every(i => i.complete && i.naturalWidth > 0)")
     assert "q=a+red+circle" in page.url  # the search is a shareable link
+    shots(page, "laptop-results")
     page.click("#load-more")
     expect(page.locator("#grid .card")).to_have_count(30)
 
