@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import PurePath
+from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 from pydantic import BaseModel
@@ -38,8 +39,6 @@ class SearchPage(BaseModel):
 
 
 def _hit(h: Hit) -> SearchHit:
-    from pathlib import PurePath
-
     return SearchHit(id=h.id, uri=h.uri, name=PurePath(h.uri).name, title=h.title,
                      similarity=h.similarity, kind=h.kind, tags=h.tags,
                      thumbnail_url=f"/api/assets/{h.id}/thumbnail")
@@ -110,7 +109,7 @@ def list_assets(
 ) -> SearchPage:
     """Searchable assets that pass the filters, newest first (no query, no similarity)."""
     rows = browse(settings, filters=filters, offset=offset, limit=limit + 1)
-    hits: list[Any] = [
+    hits = [
         SearchHit(id=a.id, uri=a.uri, name=a.name, title=a.title, similarity=None, kind=a.kind,
                   tags=a.tags, thumbnail_url=f"/api/assets/{a.id}/thumbnail")
         for a in rows
