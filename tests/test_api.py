@@ -173,6 +173,23 @@ def test_detail_and_more_like_this(client, catalogue):
     assert_json_error(client.get("/api/assets/999999/similar"), 404)
 
 
+def test_hidden_assets_are_not_found_unless_asked_for(client, catalogue, initialised):
+    from sqlalchemy import text
+
+    from assetdb.db.engine import connect
+
+    rid = catalogue["blue-1.png"]
+    with connect(initialised) as conn:
+        conn.execute(text("UPDATE assets SET hidden = true WHERE id = :i"), {"i": rid})
+    for suffix in ("", "/thumbnail", "/original", "/similar"):
+        assert "hidden" in assert_json_error(client.get(f"/api/assets/{rid}{suffix}"),
+                                             404)["error"]
+        shown = client.get(f"/api/assets/{rid}{suffix}", params={"include_hidden": "true"})
+        assert shown.status_code == 200, suffix
+    found = client.get("/api/search", params={"q": "blue", "limit": 50}).json()["results"]
+    assert rid not in {h["id"] for h in found}
+
+
 def test_browse_newest_first_with_filters(client, catalogue):
     r = client.get("/api/assets", params={"tag": "texture", "limit": 2}).json()
     assert len(r["results"]) == 2 and r["has_more"] is True

@@ -18,6 +18,8 @@ router = APIRouter(prefix="/api/assets", tags=["assets"])
 # Thumbnail URLs do not change with the content, so browsers revalidate after an hour
 # (cheap: the ETag is the content hash); originals likewise.
 CACHE_CONTROL = "public, max-age=3600"
+# Assets hidden by a moderation policy are not found unless asked for, as in search.
+Hidden = Annotated[bool, Query(description="show an asset hidden by moderation")]
 
 
 class AssetOut(BaseModel):
@@ -71,9 +73,9 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 
 @router.get("/{asset_id}", response_model=AssetOut, summary="Asset detail")
-def detail(settings: SettingsDep, asset_id: int) -> AssetOut:
+def detail(settings: SettingsDep, asset_id: int, include_hidden: Hidden = False) -> AssetOut:
     """Everything about one asset except its vector: metadata, description, tags, state."""
-    return _out(get_asset(settings, asset_id))
+    return _out(get_asset(settings, asset_id, include_hidden=include_hidden))
 
 
 @router.patch("/{asset_id}", response_model=AssetOut, summary="Edit title, description, tags",
@@ -89,9 +91,11 @@ def edit(settings: SettingsDep, asset_id: int, body: AssetEdit) -> AssetOut:
 def thumbnail(
     settings: SettingsDep, request: Request, asset_id: int,
     size: Annotated[int, Query(description="longest side: 256 or 512")] = thumbnails.DEFAULT_SIZE,
+    include_hidden: Hidden = False,
 ) -> Response:
     """Made on first request, then cached on disk by content hash; ETag + Cache-Control."""
-    path, asset = thumbnails.thumbnail(settings, asset_id, size)
+    path, asset = thumbnails.thumbnail(settings, asset_id, size,
+                                       include_hidden=include_hidden)
     etag = _etag(f"{asset.sha256}-{size}")
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if _not_modified(request, etag):
@@ -101,9 +105,11 @@ def thumbnail(
 
 @router.get("/{asset_id}/original", summary="The original file",
             response_class=FileResponse, responses={304: {"description": "not modified"}})
-def original(settings: SettingsDep, request: Request, asset_id: int) -> Response:
+def original(
+    settings: SettingsDep, request: Request, asset_id: int, include_hidden: Hidden = False
+) -> Response:
     """Served only from the asset's stored location, looked up by id."""
-    path, asset = original_file(settings, asset_id)
+    path, asset = original_file(settings, asset_id, include_hidden=include_hidden)
     etag = _etag(asset.sha256 or f"{asset.id}-{asset.updated_at}")
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL,
                "X-Content-Type-Options": "nosniff"}

@@ -94,7 +94,7 @@ def similar(
     offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
     """\"More like this\": the stored vector is the query; the asset itself is left out."""
-    get_asset(settings, asset_id)  # 404 for an unknown id
+    get_asset(settings, asset_id, include_hidden=filters.include_hidden)  # 404: unknown id
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
     k, _ = _window(config.max_results, offset, limit)

@@ -84,10 +84,15 @@ def _fetch(conn: Connection, asset_id: int) -> AssetDetail:
     return _detail(row)
 
 
-def get_asset(settings: Settings, asset_id: int) -> AssetDetail:
+def get_asset(settings: Settings, asset_id: int, *, include_hidden: bool = True) -> AssetDetail:
+    """One asset; with include_hidden=False one hidden by moderation counts as not found."""
     with connect(settings) as conn:
         schema.require_meta(conn)
-        return _fetch(conn, asset_id)
+        asset = _fetch(conn, asset_id)
+    if asset.hidden and not include_hidden:
+        raise AssetNotFound(f"asset {asset_id} is hidden by a moderation policy "
+                            "(include_hidden=true shows it)")
+    return asset
 
 
 def browse(
@@ -151,9 +156,11 @@ def update_asset(
         return _fetch(conn, asset_id)
 
 
-def original_file(settings: Settings, asset_id: int) -> tuple[Path, AssetDetail]:
+def original_file(
+    settings: Settings, asset_id: int, *, include_hidden: bool = True
+) -> tuple[Path, AssetDetail]:
     """The asset's own file, from its stored uri; AssetNotFound if it is not a readable file."""
-    asset = get_asset(settings, asset_id)
+    asset = get_asset(settings, asset_id, include_hidden=include_hidden)
     if "://" in asset.uri:
         raise AssetNotFound(f"asset {asset_id} is not stored as a local file")
     path = Path(asset.uri)

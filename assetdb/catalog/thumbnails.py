@@ -49,12 +49,12 @@ def make_thumbnail(source: Path, target: Path, size: int) -> None:
 
 
 def thumbnail(
-    settings: Settings, asset_id: int, size: int = DEFAULT_SIZE
+    settings: Settings, asset_id: int, size: int = DEFAULT_SIZE, *, include_hidden: bool = True
 ) -> tuple[Path, AssetDetail]:
     """The cached thumbnail file of an asset (made now if missing) and the asset."""
     if size not in SIZES:
         raise FilterError(f"thumbnail size must be one of {', '.join(map(str, SIZES))}")
-    source, asset = original_file(settings, asset_id)
+    source, asset = original_file(settings, asset_id, include_hidden=include_hidden)
     if not asset.sha256:
         raise AssetNotFound(f"asset {asset_id} has no content hash yet")
     target = thumbnail_path(settings, asset.sha256, size)

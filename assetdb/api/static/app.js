@@ -161,6 +161,7 @@ function tagList(tags, onClick) {
       li.title = `Filter by tag “${t}”`;
       li.classList.add("clickable");
       li.addEventListener("click", () => onClick(t));
+      li.addEventListener("keydown", (e) => { if (e.key === "Enter") onClick(t); });
     }
     ul.append(li);
   }
