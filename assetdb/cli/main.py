@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed-text": ("assetdb.cli.sql_cmds", "embed_text"),
     "sql": ("assetdb.cli.sql_cmds", "sql"),
     "export": ("assetdb.cli.export_cmds", "export"),
+    "serve": ("assetdb.cli.serve_cmds", "serve"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -35,6 +36,7 @@ SHORT_HELP: dict[str, str] = {
     "embed-text": "Print a text's query vector for ad-hoc SQL.",
     "sql": "Run one read-only SQL statement and print the result.",
     "export": "Export ids, uris, metadata and embeddings (parquet, csv, npy).",
+    "serve": "Serve the web search page and the HTTP API.",
 }
 
 

@@ -1,0 +1,67 @@
+"""Every error leaves the API as JSON {"error": message, "status": code}, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assetdb.catalog.assets import AssetNotFound
+from assetdb.errors import (
+    AssetdbError,
+    ConfigError,
+    DatabaseError,
+    FilterError,
+    ImageError,
+    ModelError,
+)
+
+log = logging.getLogger("assetdb.api")
+
+# Most specific first: the first matching class decides the status.
+_STATUS: tuple[tuple[type[AssetdbError], int], ...] = (
+    (AssetNotFound, 404),
+    (FilterError, 400),
+    (ImageError, 400),
+    (DatabaseError, 503),
+    (ModelError, 503),
+    (ConfigError, 500),
+)
+
+
+def error_response(status: int, message: str, **extra: object) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
+                        headers=headers)
+
+
+def status_of(exc: AssetdbError) -> int:
+    return next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AssetdbError)
+    async def _assetdb(_: Request, exc: AssetdbError) -> JSONResponse:
+        return error_response(status_of(exc), str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return error_response(exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"where": "", "problem": "invalid request"}
+        return error_response(422, f"{first['where']}: {first['problem']}", details=details)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal server error (see the server log)")

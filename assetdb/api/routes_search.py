@@ -1,0 +1,118 @@
+"""Search endpoints: by text, by an uploaded image, similar to an asset; and browsing."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+from pydantic import BaseModel
+
+from assetdb.api.deps import ConfigDep, EncoderDep, FiltersDep, SettingsDep, read_upload
+from assetdb.catalog.assets import browse, get_asset
+from assetdb.search.query import Hit
+from assetdb.search.service import search_image, search_text, similar_to_asset
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+Offset = Annotated[int, Query(ge=0, description="skip this many results (\"load more\")")]
+Limit = Annotated[int, Query(ge=1, le=100, description="results on this page")]
+
+
+class SearchHit(BaseModel):
+    id: int
+    uri: str
+    name: str
+    title: str | None
+    similarity: float | None
+    kind: str | None
+    tags: list[str]
+    thumbnail_url: str
+
+
+class SearchPage(BaseModel):
+    results: list[SearchHit]
+    offset: int
+    limit: int
+    has_more: bool
+    cap: int  # no search returns more than this many results in all
+
+
+def _hit(h: Hit) -> SearchHit:
+    return SearchHit(id=h.id, uri=h.uri, name=PurePath(h.uri).name, title=h.title,
+                     similarity=h.similarity, kind=h.kind, tags=h.tags,
+                     thumbnail_url=f"/api/assets/{h.id}/thumbnail")
+
+
+def _window(cap: int, offset: int, limit: int) -> tuple[int, int]:
+    """How many hits to ask for (one extra says whether there is more), and the page end."""
+    end = min(offset + limit, cap)
+    return min(end + 1, cap), end
+
+
+def _page(hits: list[Hit], cap: int, offset: int, limit: int) -> SearchPage:
+    _, end = _window(cap, offset, limit)
+    return SearchPage(results=[_hit(h) for h in hits[offset:end]], offset=offset, limit=limit,
+                      has_more=len(hits) > end, cap=cap)
+
+
+@router.get("/search", response_model=SearchPage, summary="Search by text")
+def text_search(
+    settings: SettingsDep, encoder: EncoderDep, config: ConfigDep, filters: FiltersDep,
+    q: Annotated[str, Query(min_length=1, max_length=1000, description="what the image shows")],
+    offset: Offset = 0, limit: Limit = 24,
+) -> SearchPage:
+    """CLIP text-to-image search, narrowed by the filters. Example:
+    `GET /api/search?q=red+sneakers&tag=product&meta=brand=acme&limit=24`"""
+    k, _ = _window(config.max_results, offset, limit)
+    if offset >= config.max_results:
+        return _page([], config.max_results, offset, limit)
+    return _page(search_text(settings, encoder, q, k=k, filters=filters),
+                 config.max_results, offset, limit)
+
+
+@router.post("/search/image", response_model=SearchPage, summary="Search by an uploaded image")
+def image_search(
+    settings: SettingsDep, encoder: EncoderDep, config: ConfigDep, filters: FiltersDep,
+    file: Annotated[UploadFile, File(description="an image: JPEG, PNG, WebP, GIF, BMP, TIFF")],
+    offset: Offset = 0, limit: Limit = 24,
+) -> SearchPage:
+    """Multipart upload (field `file`); filters and paging as query parameters. Example:
+    `curl -F file=@shoe.jpg 'http://127.0.0.1:8000/api/search/image?kind=image'`"""
+    data = read_upload(file, config)
+    if offset >= config.max_results:
+        return _page([], config.max_results, offset, limit)
+    k, _ = _window(config.max_results, offset, limit)
+    return _page(search_image(settings, encoder, data, k=k, filters=filters),
+                 config.max_results, offset, limit)
+
+
+@router.get("/assets/{asset_id}/similar", response_model=SearchPage,
+            summary="Assets similar to an asset")
+def similar(
+    settings: SettingsDep, config: ConfigDep, filters: FiltersDep, asset_id: int,
+    offset: Offset = 0, limit: Limit = 24,
+) -> SearchPage:
+    """\"More like this\": the stored vector is the query; the asset itself is left out."""
+    get_asset(settings, asset_id, include_hidden=filters.include_hidden)  # 404: unknown id
+    if offset >= config.max_results:
+        return _page([], config.max_results, offset, limit)
+    k, _ = _window(config.max_results, offset, limit)
+    return _page(similar_to_asset(settings, asset_id, k=k, filters=filters),
+                 config.max_results, offset, limit)
+
+
+@router.get("/assets", response_model=SearchPage, summary="Browse assets, newest first")
+def list_assets(
+    settings: SettingsDep, config: ConfigDep, filters: FiltersDep,
+    offset: Offset = 0, limit: Limit = 24,
+) -> SearchPage:
+    """Searchable assets that pass the filters, newest first (no query, no similarity)."""
+    rows = browse(settings, filters=filters, offset=offset, limit=limit + 1)
+    hits = [
+        SearchHit(id=a.id, uri=a.uri, name=a.name, title=a.title, similarity=None, kind=a.kind,
+                  tags=a.tags, thumbnail_url=f"/api/assets/{a.id}/thumbnail")
+        for a in rows
+    ]
+    return SearchPage(results=hits[:limit], offset=offset, limit=limit,
+                      has_more=len(hits) > limit, cap=config.max_results)

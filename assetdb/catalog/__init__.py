@@ -1,0 +1,1 @@
+"""One asset at a time: its detail, its original file, its thumbnail, browsing and edits."""
