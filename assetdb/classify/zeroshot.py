@@ -24,6 +24,12 @@ def check_templates(templates: Sequence[str]) -> list[str]:
     for template in out:
         if "{}" not in template:
             raise AssetdbError(f"template {template!r} has no {{}} where the label goes")
+        try:  # other braces ("{0}", "{x}", a second "{}") would fail only at format time
+            template.format("label")
+        except (IndexError, KeyError, ValueError):
+            raise AssetdbError(
+                f"template {template!r} must hold exactly one {{}} and no other braces"
+            ) from None
     return out
 
 

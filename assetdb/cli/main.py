@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("assetdb.cli.search_cmds", "search"),
     "similar": ("assetdb.cli.search_cmds", "similar"),
     "stats": ("assetdb.cli.db_cmds", "stats"),
+    "classify": ("assetdb.cli.classify_cmds", "classify"),
+    "labels": ("assetdb.cli.classify_cmds", "labels"),
+    "moderate": ("assetdb.cli.moderate_cmds", "moderate"),
+    "policies": ("assetdb.cli.moderate_cmds", "policies"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -27,6 +31,10 @@ SHORT_HELP: dict[str, str] = {
     "search": "Find assets that match a text description.",
     "similar": "Find assets that look like an asset or an image file.",
     "stats": "Counts by status, kind and model; database and model.",
+    "classify": "Zero-shot labels for the catalogue or one image file.",
+    "labels": "Label sets saved by name, applied at ingest.",
+    "moderate": "Score assets against a moderation policy; flag or hide.",
+    "policies": "Moderation policies stored in the database.",
 }
 
 

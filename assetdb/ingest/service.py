@@ -15,6 +15,7 @@ import numpy as np
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, text
 
+from assetdb.classify.auto import apply_auto_classification
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
@@ -91,6 +92,7 @@ _UPSERT = text(
         embedded_at = EXCLUDED.embedded_at, status = EXCLUDED.status, error = EXCLUDED.error,
         attempts = CASE WHEN EXCLUDED.status = 'failed' THEN a.attempts + 1 ELSE 0 END,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    RETURNING id
     """
 )
 
@@ -247,21 +249,25 @@ def ingest(
     for batch in embed_paths(encoder, [x.path for x in first.values()],
                              settings.batch_size, settings.decode_workers):
         with connect(settings) as conn:
+            fresh: list[tuple[int, np.ndarray]] = []  # (id, vector) of rows embedded now
             for path, vector, error in batch:
                 item = by_path[path]
                 if vector is not None:
                     known[item.sha256 or ""] = vector
-                    conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+                    row_id = conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+                    fresh.append((row_id.scalar_one(), vector))
                     report.ingested += 1
                 else:
                     conn.execute(_UPSERT, _row(item, None, None, "failed", error))
                     report.failed += 1
                     report.failures.append({"uri": str(path), "error": error or "unknown"})
+            apply_auto_classification(conn, fresh, encoder)  # label sets, stored policies
         if progress:
             progress(len(batch))
     # Copies: content that was already embedded, here or in an earlier run.
     copies = [x for x in to_embed if x.path not in by_path]
     with connect(settings) as conn:
+        fresh = []
         for item in copies:
             vector = known.get(item.sha256 or "")
             if vector is None:  # its twin failed: fail the same way, without more model work
@@ -270,9 +276,11 @@ def ingest(
                 report.failed += 1
                 report.failures.append({"uri": str(item.path), "error": error})
                 continue
-            conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+            row_id = conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+            fresh.append((row_id.scalar_one(), vector))
             report.ingested += 1
             report.deduplicated += 1
+        apply_auto_classification(conn, fresh, encoder)
     if progress and copies:
         progress(len(copies))
     return report

@@ -10,7 +10,7 @@ Two plans, both exact in their order:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,10 @@ class Hit:
     similarity: float
     kind: str | None
     tags: list[str]
+    # zero-shot labels and moderation results (assetdb.classify), and the hidden flag
+    labels: dict[str, Any] = field(default_factory=dict)
+    moderation: dict[str, Any] = field(default_factory=dict)
+    hidden: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +92,8 @@ def nearest(
     if exclude_ids:
         clauses.append(A.id.not_in(list(exclude_ids)))
     distance = A.embedding.cosine_distance(np.asarray(vector, dtype=np.float32))
-    columns = (A.id, A.uri, A.title, A.kind, A.tags, distance.label("distance"))
+    columns = (A.id, A.uri, A.title, A.kind, A.tags, A.labels, A.moderation, A.hidden,
+               distance.label("distance"))
     exact = count_capped(conn, clauses, exact_max_rows) <= exact_max_rows
     if exact:
         candidates = select(*columns).where(*clauses).cte("candidates").prefix_with(
@@ -108,7 +113,8 @@ def nearest(
     rows = conn.execute(query.limit(k)).all()
     return [
         Hit(id=r.id, uri=r.uri, title=r.title, similarity=round(1.0 - float(r.distance), 6),
-            kind=r.kind, tags=list(r.tags or []))
+            kind=r.kind, tags=list(r.tags or []), labels=r.labels or {},
+            moderation=r.moderation or {}, hidden=r.hidden)
         for r in rows
     ]
 

@@ -1,0 +1,51 @@
+"""Classification and moderation of freshly embedded assets, at ingest (and in workers).
+
+`apply_auto_classification` runs inside the caller's transaction, right after the
+embedded rows are written: every enabled label set writes its field under
+assets.labels, every enabled stored policy writes its rule results under
+assets.moderation (and hides what a 'hide' rule flags)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import Connection
+
+from assetdb.classify import store
+from assetdb.classify.policy import encode_policies
+from assetdb.classify.service import label_results, moderation_results
+from assetdb.classify.zeroshot import probabilities, text_prototypes
+from assetdb.embedding.encoder import Encoder
+
+_PROTOTYPES: dict[tuple[str, tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
+
+
+def _prototypes(encoder: Encoder, s: store.SavedLabelSet) -> np.ndarray:
+    # Called once per ingest batch: encode each set's prompts once per process.
+    key = (encoder.name, s.labels, s.templates)
+    if key not in _PROTOTYPES:
+        if len(_PROTOTYPES) > 256:
+            _PROTOTYPES.clear()
+        _PROTOTYPES[key] = text_prototypes(encoder, s.labels, s.templates)
+    return _PROTOTYPES[key]
+
+
+def apply_auto_classification(
+    conn: Connection, items: Sequence[tuple[int, np.ndarray]], encoder: Encoder
+) -> None:
+    """Apply enabled label sets and stored policies to (asset id, vector) pairs."""
+    if not items:
+        return
+    label_sets = store.list_label_sets(conn, enabled_only=True)
+    policies = [p for p, _ in store.list_policies(conn, enabled_only=True)]
+    if not label_sets and not policies:
+        return
+    ids = [asset_id for asset_id, _ in items]
+    vectors = np.stack([np.asarray(v, dtype=np.float32) for _, v in items])
+    for s in label_sets:
+        probs = probabilities(vectors, _prototypes(encoder, s), encoder.logit_scale)
+        store.write_labels(conn, s.field, ids, label_results(probs, list(s.labels)))
+    if policies:
+        results, _ = moderation_results(vectors, encode_policies(encoder, policies))
+        store.write_moderation(conn, ids, results)
