@@ -181,9 +181,15 @@ def test_label_sets_apply_at_ingest_and_to_catalogue(initialised, tmp_path):
     assert fields == {"old/n0.png": set(), "old/n1.png": set(), "new/a.png": {"animal"},
                       "new/b.png": {"animal"}, "new/b_copy.png": {"animal"}}
 
+    # Known content in a later run: the stored vector is copied, and classified too.
+    noise(tmp_path / "again" / "b_again.png", seed=2)
+    result = run_cli("ingest", str(tmp_path / "again"))
+    assert result.exit_code == 0 and "copied from identical content" in result.stdout
+    assert set(rows(initialised)[-1].labels) == {"animal"}
+
     # The saved set applied to the whole catalogue, with a filter.
     report = cli_json("classify", "--set", "animals", "--created-after", "2000-01-01")
-    assert report["field"] == "animal" and report["classified"] == 5
+    assert report["field"] == "animal" and report["classified"] == 6
     assert all("animal" in r.labels for r in rows(initialised))
     assert "--set uses" in error("classify", "--set", "animals", "--field", "x")
 

@@ -8,9 +8,10 @@ assets.moderation (and hides what a 'hide' rule flags)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from assetdb.classify import store
 from assetdb.classify.policy import encode_policies
@@ -49,3 +50,17 @@ def apply_auto_classification(
     if policies:
         results, _ = moderation_results(vectors, encode_policies(encoder, policies))
         store.write_moderation(conn, ids, results)
+
+
+def apply_to_upserted(
+    conn: Connection, rows: Sequence[dict[str, Any]], encoder: Encoder
+) -> None:
+    """Ingest's hook: `rows` are the parameter dicts just upserted (uri, embedding,
+    status); the embedded ones are classified, found by their unique uri."""
+    vectors = {r["uri"]: r["embedding"] for r in rows
+               if r.get("status") == "ready" and r.get("embedding") is not None}
+    if not vectors:
+        return
+    found = conn.execute(text("SELECT id, uri FROM assets WHERE uri = ANY(:uris)"),
+                         {"uris": list(vectors)}).all()
+    apply_auto_classification(conn, [(r.id, vectors[r.uri]) for r in found], encoder)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 
@@ -86,3 +88,10 @@ def connect(settings: Settings) -> Iterator[Connection]:
     with conn:
         with conn.begin():
             yield conn
+
+
+def vector_array(value: Any) -> np.ndarray:
+    """A vector read with plain SQL as float32 numpy: the psycopg adapter of pgvector
+    returns pgvector.Vector objects, which np.asarray cannot convert."""
+    to_numpy = getattr(value, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)

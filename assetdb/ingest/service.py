@@ -15,10 +15,10 @@ import numpy as np
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, text
 
-from assetdb.classify.auto import apply_auto_classification
+from assetdb.classify.auto import apply_to_upserted
 from assetdb.config import Settings
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect, vector_array
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import Probe, now_utc, probe
 from assetdb.errors import ImageError
@@ -92,7 +92,6 @@ _UPSERT = text(
         embedded_at = EXCLUDED.embedded_at, status = EXCLUDED.status, error = EXCLUDED.error,
         attempts = CASE WHEN EXCLUDED.status = 'failed' THEN a.attempts + 1 ELSE 0 END,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    RETURNING id
     """
 )
 
@@ -162,7 +161,7 @@ def _stored_vectors(conn: Connection, shas: Iterable[str], model: str) -> dict[s
         ),
         {"shas": list(shas), "model": model},
     ).all()
-    return {r.sha256: np.asarray(r.embedding, dtype=np.float32) for r in rows}
+    return {r.sha256: vector_array(r.embedding) for r in rows}
 
 
 def ingest(
@@ -249,25 +248,25 @@ def ingest(
     for batch in embed_paths(encoder, [x.path for x in first.values()],
                              settings.batch_size, settings.decode_workers):
         with connect(settings) as conn:
-            fresh: list[tuple[int, np.ndarray]] = []  # (id, vector) of rows embedded now
+            written: list[dict[str, Any]] = []
             for path, vector, error in batch:
                 item = by_path[path]
                 if vector is not None:
                     known[item.sha256 or ""] = vector
-                    row_id = conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
-                    fresh.append((row_id.scalar_one(), vector))
+                    written.append(_row(item, model, vector, "ready", None))
+                    conn.execute(_UPSERT, written[-1])
                     report.ingested += 1
                 else:
                     conn.execute(_UPSERT, _row(item, None, None, "failed", error))
                     report.failed += 1
                     report.failures.append({"uri": str(path), "error": error or "unknown"})
-            apply_auto_classification(conn, fresh, encoder)  # label sets, stored policies
+            apply_to_upserted(conn, written, encoder)  # enabled label sets and policies
         if progress:
             progress(len(batch))
     # Copies: content that was already embedded, here or in an earlier run.
     copies = [x for x in to_embed if x.path not in by_path]
     with connect(settings) as conn:
-        fresh = []
+        written = []
         for item in copies:
             vector = known.get(item.sha256 or "")
             if vector is None:  # its twin failed: fail the same way, without more model work
@@ -276,11 +275,11 @@ def ingest(
                 report.failed += 1
                 report.failures.append({"uri": str(item.path), "error": error})
                 continue
-            row_id = conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
-            fresh.append((row_id.scalar_one(), vector))
+            written.append(_row(item, model, vector, "ready", None))
+            conn.execute(_UPSERT, written[-1])
             report.ingested += 1
             report.deduplicated += 1
-        apply_auto_classification(conn, fresh, encoder)
+        apply_to_upserted(conn, written, encoder)
     if progress and copies:
         progress(len(copies))
     return report

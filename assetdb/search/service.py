@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from assetdb.config import Settings
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect, vector_array
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image, load_image_bytes
 from assetdb.errors import AssetdbError, FilterError
@@ -99,7 +99,7 @@ def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
             f"asset {asset_id} was embedded with {row.embedding_model!r}, not the database's "
             f"model {meta['model']!r}; re-embed it first"
         )
-    return np.asarray(row.embedding, dtype=np.float32)
+    return vector_array(row.embedding)
 
 
 def similar_to_asset(
