@@ -114,11 +114,13 @@ def classify_catalogue(
     field: str = DEFAULT_FIELD,
     filters: Filters | None = None,
     dry_run: bool = False,
+    keep_results: bool = True,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> ClassifyReport:
     """Classify every embedded asset that passes the filters; store the result under
-    assets.labels[field] unless dry_run."""
+    assets.labels[field] unless dry_run. keep_results=False keeps only the counts in the
+    report (for large catalogues)."""
     labels, templates = check_labels(labels), check_templates(templates)
     check_name(field, "field name")
     filters = filters or Filters()
@@ -137,10 +139,11 @@ def classify_catalogue(
                 store.write_labels(conn, field, ids, results)
             for asset_id, uri, result in zip(ids, uris, results, strict=True):
                 counts[result["label"]] += 1
-                report.results.append({"id": asset_id, "uri": uri, **result})
+                if keep_results:
+                    report.results.append({"id": asset_id, "uri": uri, **result})
+            report.classified += len(ids)
             if progress:
                 progress(len(ids))
-    report.classified = len(report.results)
     report.counts = {label: counts.get(label, 0) for label in labels}
     return report
 

@@ -115,7 +115,8 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
         nonlocal bar
         bar = progress_bar(total, "classify", unit="asset")
 
-    common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, on_total=on_total,
+    common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, keep_results=as_json,
+                                  on_total=on_total,
                                   progress=lambda n: bar.update(n) if bar else None)
     try:
         if set_name:
