@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from assetdb.config import Settings
 from assetdb.db.engine import connect
@@ -27,12 +27,17 @@ def catalogue(tmp_path: Path, n: int = 6, folder: str = "imgs") -> Path:
 
 def rows(settings: Settings) -> list[Any]:
     """Every asset with its vector (numpy), labels, moderation and hidden flag, by id."""
+    from assetdb.db.classify_models import Classification
     from assetdb.db.models import Asset
 
-    a = Asset.__table__.c
+    a, c = Asset.__table__.c, Classification.__table__.c
     with connect(settings) as conn:
         return conn.execute(
-            select(a.id, a.uri, a.embedding, a.labels, a.moderation, a.hidden, a.updated_at)
+            select(a.id, a.uri, a.embedding, a.hidden, a.updated_at,
+                   func.coalesce(c.labels, text("'{}'::jsonb")).label("labels"),
+                   func.coalesce(c.moderation, text("'{}'::jsonb")).label("moderation"))
+            .select_from(Asset.__table__.outerjoin(Classification.__table__,
+                                                   c.asset_id == a.id))
             .order_by(a.id)
         ).all()
 
@@ -40,9 +45,12 @@ def rows(settings: Settings) -> list[Any]:
 def state(settings: Settings) -> list[tuple[Any, ...]]:
     """What classification and moderation may write (to compare before and after)."""
     with connect(settings) as conn:
-        return [tuple(r) for r in conn.execute(text(
-            "SELECT id, labels, moderation, hidden, updated_at FROM assets ORDER BY id"
-        )).all()]
+        assets = conn.execute(text(
+            "SELECT id, hidden, updated_at FROM assets ORDER BY id")).all()
+        results = conn.execute(text(
+            "SELECT asset_id, labels, moderation, updated_at FROM classifications "
+            "ORDER BY asset_id")).all()
+    return [tuple(r) for r in assets] + [tuple(r) for r in results]
 
 
 def sql(settings: Settings, query: str, **params: Any) -> list[Any]:

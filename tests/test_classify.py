@@ -31,6 +31,7 @@ def hand_probabilities(encoder, image_vectors, labels, templates):  # noqa: ANN0
 
 def test_classify_stores_ensembled_probabilities(initialised, encoder, tmp_path):
     catalogue(tmp_path, n=6)
+    versions = sql(initialised, "SELECT id, xmin::text AS v FROM assets ORDER BY id")
     args = ["classify", "--labels", ",".join(LABELS), "--field", "animal"]
     for t in TEMPLATES:
         args += ["--template", t]
@@ -38,6 +39,8 @@ def test_classify_stores_ensembled_probabilities(initialised, encoder, tmp_path)
     assert report["classified"] == 6 and report["dry_run"] is False
     assert report["templates"] == TEMPLATES
 
+    # Results go to the side table: the assets rows (and their HNSW entries) stay as they are.
+    assert sql(initialised, "SELECT id, xmin::text AS v FROM assets ORDER BY id") == versions
     stored = rows(initialised)
     vectors = np.stack([np.asarray(r.embedding, np.float64) for r in stored])
     expected = hand_probabilities(encoder, vectors, LABELS, TEMPLATES)
@@ -59,8 +62,9 @@ def test_classify_stores_ensembled_probabilities(initialised, encoder, tmp_path)
     assert report["counts"] == counted and sum(counted.values()) == 6
 
     # Visible in SQL and in search output.
-    by_sql = sql(initialised, "SELECT labels->'animal'->>'label' AS l, count(*) AS n "
-                              "FROM assets GROUP BY 1")
+    by_sql = sql(initialised, "SELECT c.labels->'animal'->>'label' AS l, count(*) AS n "
+                              "FROM assets AS a JOIN classifications AS c ON c.asset_id = a.id "
+                              "GROUP BY 1")
     assert {r.l: r.n for r in by_sql} == {k: v for k, v in counted.items() if v}
     hits = cli_json("search", "a cat", "-k", "10")
     assert len(hits) == 6

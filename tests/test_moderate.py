@@ -91,9 +91,9 @@ def test_threshold_boundary_is_inclusive(initialised, tmp_path):
     assert sum(r.hidden for r in stored.values()) == 3
 
     # Visible in SQL: the flags and scores are plain jsonb.
-    flagged = sql(initialised, "SELECT id FROM assets WHERE moderation @> "
-                               "'{\"cats\": {\"flagged\": true}}' ORDER BY id")
-    assert [r.id for r in flagged] == sorted(i for i, v in scores.items() if v > s)
+    flagged = sql(initialised, "SELECT asset_id FROM classifications WHERE moderation @> "
+                               "'{\"cats\": {\"flagged\": true}}' ORDER BY asset_id")
+    assert [r.asset_id for r in flagged] == sorted(i for i, v in scores.items() if v > s)
 
     # A 'flag' rule records flags but hides nothing: re-applying it un-hides.
     policy_file(path, s, action="flag")

@@ -179,27 +179,36 @@ def iter_vectors(
 
 _WRITE_LABELS = text(
     """
-    UPDATE assets AS a
-    SET labels = a.labels || jsonb_build_object(CAST(:field AS text), CAST(v.value AS jsonb)),
-        updated_at = now()
+    INSERT INTO classifications AS c (asset_id, labels)
+    SELECT v.id, jsonb_build_object(CAST(:field AS text), CAST(v.value AS jsonb))
     FROM unnest(CAST(:ids AS bigint[]), CAST(:vals AS text[])) AS v(id, value)
-    WHERE a.id = v.id
+    ON CONFLICT (asset_id) DO UPDATE
+    SET labels = c.labels || EXCLUDED.labels, updated_at = now()
     """
 )
 
-# The new rule results replace stored ones of the same rule name; an asset is hidden
-# while any stored result says flagged with action 'hide'.
+# New rule results replace stored ones of the same rule name. An asset is hidden while
+# any stored result says flagged with action 'hide'; assets rows are written only where
+# hidden changes (each write of an assets row costs an HNSW index insertion).
 _WRITE_MODERATION = text(
     """
-    UPDATE assets AS a
-    SET moderation = a.moderation || CAST(v.value AS jsonb),
-        hidden = EXISTS (
-            SELECT 1 FROM jsonb_each(a.moderation || CAST(v.value AS jsonb)) AS e
+    WITH up AS (
+        INSERT INTO classifications AS c (asset_id, moderation)
+        SELECT v.id, CAST(v.value AS jsonb)
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:vals AS text[])) AS v(id, value)
+        ON CONFLICT (asset_id) DO UPDATE
+        SET moderation = c.moderation || EXCLUDED.moderation, updated_at = now()
+        RETURNING c.asset_id, c.moderation
+    ), h AS (
+        SELECT asset_id, EXISTS (
+            SELECT 1 FROM jsonb_each(moderation) AS e
             WHERE e.value @> '{"flagged": true, "action": "hide"}'
-        ),
-        updated_at = now()
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:vals AS text[])) AS v(id, value)
-    WHERE a.id = v.id
+        ) AS hide
+        FROM up
+    )
+    UPDATE assets AS a SET hidden = h.hide, updated_at = now()
+    FROM h
+    WHERE a.id = h.asset_id AND a.hidden IS DISTINCT FROM h.hide
     """
 )
 

@@ -43,9 +43,6 @@ class Asset(Base):
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     hidden: Mapped[bool] = mapped_column(Boolean, server_default="false")
-    # Zero-shot results and moderation scores (migration 0004, assetdb.classify).
-    labels: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
-    moderation: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
 
 
 class Meta(Base):

@@ -1,5 +1,10 @@
 """zero-shot classification and moderation: per-asset results, label sets, policies
 
+Results live in their own table, not in columns of `assets`: every update of an assets
+row writes a new row version, and with the HNSW index on `assets` that means one more
+index insertion per asset (measured: classifying 5k assets, 76 assets/s instead of
+thousands). Only `assets.hidden` is written on `assets`, and only where it changes.
+
 Revision ID: 0004
 Revises: 0001
 Create Date: 2026-11-23
@@ -16,13 +21,25 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # labels:     {FIELD: {label, probability, top3: [{label, probability}], classified_at}}
-    # moderation: {RULE: {score, flagged, threshold, action, policy, scored_at}}
-    op.execute("ALTER TABLE assets ADD COLUMN labels jsonb NOT NULL DEFAULT '{}'")
-    op.execute("ALTER TABLE assets ADD COLUMN moderation jsonb NOT NULL DEFAULT '{}'")
-    op.execute("CREATE INDEX assets_labels_gin ON assets USING gin (labels jsonb_path_ops)")
+    # labels:     {FIELD: {label, probability, top3: [{label, probability}]}}
+    # moderation: {RULE: {score, flagged, threshold, action, policy}}
     op.execute(
-        "CREATE INDEX assets_moderation_gin ON assets USING gin (moderation jsonb_path_ops)"
+        """
+        CREATE TABLE classifications (
+            asset_id   bigint PRIMARY KEY REFERENCES assets (id) ON DELETE CASCADE,
+            labels     jsonb NOT NULL DEFAULT '{}',
+            moderation jsonb NOT NULL DEFAULT '{}',
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    op.execute(
+        "CREATE INDEX classifications_labels_gin ON classifications "
+        "USING gin (labels jsonb_path_ops)"
+    )
+    op.execute(
+        "CREATE INDEX classifications_moderation_gin ON classifications "
+        "USING gin (moderation jsonb_path_ops)"
     )
     op.execute(
         """
@@ -41,8 +58,8 @@ def upgrade() -> None:
         """
         CREATE TABLE moderation_policies (
             name       text PRIMARY KEY,
-            -- {"rules": [{name, texts, counter_texts, threshold, action}]}, validated by
-            -- assetdb.classify.policy before it is stored
+            -- {"description", "rules": [{name, texts, counter_texts, threshold, action}]},
+            -- validated by assetdb.classify.policy before it is stored
             policy     jsonb NOT NULL,
             enabled    boolean NOT NULL DEFAULT true,
             created_at timestamptz NOT NULL DEFAULT now(),
@@ -55,5 +72,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TABLE moderation_policies")
     op.execute("DROP TABLE label_sets")
-    op.execute("ALTER TABLE assets DROP COLUMN moderation")
-    op.execute("ALTER TABLE assets DROP COLUMN labels")
+    op.execute("DROP TABLE classifications")
