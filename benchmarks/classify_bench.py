@@ -25,6 +25,7 @@ def main(tmp: Path) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=5_000)
     ap.add_argument("--labels", type=int, default=10)
+    ap.add_argument("--profile", action="store_true", help="cProfile the classify dry run")
     args = ap.parse_args()
 
     from assetdb.db import embedded
@@ -92,6 +93,15 @@ def main(tmp: Path) -> None:
         dt = time.perf_counter() - t0
         print(f"{name:<44} {dt:7.2f} s  {args.rows / dt:9.0f} assets/s")
 
+    if args.profile:
+        import cProfile
+        import pstats
+
+        with cProfile.Profile() as prof:
+            service.classify_catalogue(settings, encoder, labels=labels, templates=templates,
+                                       dry_run=True, keep_results=False)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        return
     timed("classify --dry-run (no per-asset results)", lambda: service.classify_catalogue(
         settings, encoder, labels=labels, templates=templates, dry_run=True,
         keep_results=False))

@@ -164,16 +164,18 @@ def iter_vectors(
 ) -> Iterator[tuple[list[int], list[str], np.ndarray]]:
     """Embedded assets that pass the filters, in id order, a batch at a time."""
     clauses = where_clauses(filters, model)
+    # vector_send: the binary form (int16 dim, int16 unused, big-endian float4s). Parsing
+    # the text form costs ~1 ms per 512-d vector in Python, far more than the rest.
+    raw = func.vector_send(A.embedding).label("raw")
     last = 0
     while True:
         rows = conn.execute(
-            select(A.id, A.uri, A.embedding).where(*clauses, A.id > last)
-            .order_by(A.id).limit(batch)
+            select(A.id, A.uri, raw).where(*clauses, A.id > last).order_by(A.id).limit(batch)
         ).all()
         if not rows:
             return
-        yield ([r.id for r in rows], [r.uri for r in rows],
-               np.stack([np.asarray(r.embedding, dtype=np.float32) for r in rows]))
+        vectors = np.stack([np.frombuffer(r.raw, dtype=">f4", offset=4) for r in rows])
+        yield [r.id for r in rows], [r.uri for r in rows], vectors.astype(np.float32)
         last = rows[-1].id
 
 
