@@ -76,7 +76,7 @@ def test_classify_stores_ensembled_probabilities(initialised, encoder, tmp_path)
 
     text = run_cli("classify", "--labels", "cat,dog", "--field", "animal")
     assert text.exit_code == 0, text.output
-    assert "label" in text.stdout and "assets.labels->'animal'" in text.stdout
+    assert "label" in text.stdout and "classifications.labels->'animal'" in text.stdout
 
 
 def test_classify_dry_run_writes_nothing(initialised, tmp_path):
@@ -126,6 +126,7 @@ def test_classify_respects_filters_and_hidden(initialised, tmp_path):
     (["--labels", "cat,dog", "--template", "a photo of a cat"], "has no {}"),
     (["--labels", "cat,dog", "--template", "a {} and {x}"], "no other braces"),
     (["--labels", "cat,dog", "--template", "{} and {}"], "exactly one {}"),
+    (["--labels", "cat,dog", "--template", "a {{}} photo"], "exactly one {}"),
     (["--labels", "cat,dog", "--field", "bad field!"], "field name"),
     (["--labels", "cat,dog", "--min-similarity", "0.2"], "searches only"),
     ([], "give the labels"),
@@ -166,6 +167,8 @@ def test_label_sets_apply_at_ingest_and_to_catalogue(initialised, tmp_path):
     assert [(s["name"], s["field"], s["enabled"]) for s in listed] == [
         ("animals", "animal", True), ("colours", "colours", False)]
     assert listed[0]["templates"] == ["a photo of a {}", "a {} photo"]
+    table = run_cli("labels", "list")
+    assert table.exit_code == 0 and "animals" in table.stdout and "cat,dog,car" in table.stdout
 
     # Bad input: nothing saved.
     assert "exists already" in error("labels", "add", "animals", "--labels", "x,y")

@@ -58,8 +58,11 @@ def test_scores_match_hand_computation_and_dry_run_writes_nothing(initialised, e
         got = {f["id"]: f["score"] for f in report["flagged"]}
         assert [got[r.id] for r in stored] == pytest.approx(list(expected), abs=1e-6)
     assert state(initialised) == before  # a dry run changes nothing, hidden included
-    text = run_cli("moderate", "--policy", str(path))
+    text = run_cli("moderate", "--policy", str(path), "--show-flagged")
     assert text.exit_code == 0 and "Dry run: nothing written" in text.stdout
+    assert "5 assets scored; 0 would be hidden" in text.stdout
+    assert all(r.uri in text.stdout for r in stored)  # --show-flagged lists them
+    assert state(initialised) == before
 
 
 def test_threshold_boundary_is_inclusive(initialised, tmp_path):

@@ -2,8 +2,8 @@
 
 `apply_auto_classification` runs inside the caller's transaction, right after the
 embedded rows are written: every enabled label set writes its field under
-assets.labels, every enabled stored policy writes its rule results under
-assets.moderation (and hides what a 'hide' rule flags)."""
+classifications.labels, every enabled stored policy writes its rule results under
+classifications.moderation (and hides what a 'hide' rule flags)."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ def classify_catalogue(
     on_total: Callable[[int], None] | None = None,
 ) -> ClassifyReport:
     """Classify every embedded asset that passes the filters; store the result under
-    assets.labels[field] unless dry_run. keep_results=False keeps only the counts in the
+    classifications.labels[field] unless dry_run. keep_results=False keeps only the counts in the
     report (for large catalogues)."""
     labels, templates = check_labels(labels), check_templates(templates)
     check_name(field, "field name")
@@ -294,7 +294,9 @@ def moderate(
     on_total: Callable[[int], None] | None = None,
 ) -> ModerationReport:
     """Score every embedded asset (hidden ones too) against every rule; with apply, store
-    the scores and flags under assets.moderation and set assets.hidden."""
+    the scores and flags under classifications.moderation and set assets.hidden."""
+    if not policies:
+        raise PolicyError("no policy to apply")
     _check_rule_names(policies)
     filters = dataclasses.replace(filters or Filters(), include_hidden=True)
     _check_catalogue_filters(filters)
@@ -343,6 +345,8 @@ def calibrate(
     how many assets its current threshold would flag. Writes nothing."""
     if not 1 <= bins <= 100:
         raise AssetdbError("bins must lie between 1 and 100")
+    if not policies:
+        raise PolicyError("no policy to calibrate")
     _check_rule_names(policies)
     filters = dataclasses.replace(filters or Filters(), include_hidden=True)
     _check_catalogue_filters(filters)

@@ -46,7 +46,7 @@ def _templates(templates: tuple[str, ...]) -> list[str]:
               help="Use a saved label set (its labels, templates and field).")
 @click.option("--template", "templates", multiple=True, metavar="TEMPLATE", help=TEMPLATE_HELP)
 @click.option("--field", metavar="NAME",
-              help="Store the result under assets.labels->NAME. Default: 'label'.")
+              help="Store the result under classifications.labels->NAME. Default: 'label'.")
 @click.option("--dry-run", is_flag=True, help="Classify and report, but write nothing.")
 @filter_options
 @json_option
@@ -58,7 +58,7 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
     Per asset, the probabilities over the labels are a softmax of the cosine
     similarities times the model's logit scale; with several --template options each
     label's prompt embeddings are averaged (prompt ensembling). The top label, its
-    probability and the top 3 are stored under assets.labels->FIELD (visible in
+    probability and the top 3 are stored under classifications.labels->FIELD (visible in
     `search --json` and in SQL); a summary of counts per label is printed.
 
     With IMAGE, classify that one file and store nothing.
@@ -135,7 +135,7 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
     rows = [{"label": label, "count": n, "share": f"{100 * n / total:.1f}%" if total else "-"}
             for label, n in sorted(report.counts.items(), key=lambda kv: -kv[1])]
     print_table(rows, ("label", "count", "share"))
-    where = f"assets.labels->'{report.field}'"
+    where = f"classifications.labels->'{report.field}'"
     click.echo(f"\n{total} assets classified; " + (
         "dry run: nothing written." if dry_run else f"results stored under {where}."))
 
@@ -160,7 +160,7 @@ def labels() -> None:
 @click.option("--label-file", type=click.Path(path_type=Path),
               help="A text file with one label per line ('#' starts a comment).")
 @click.option("--template", "templates", multiple=True, metavar="TEMPLATE", help=TEMPLATE_HELP)
-@click.option("--field", metavar="FIELD", help="Store results under assets.labels->FIELD. "
+@click.option("--field", metavar="FIELD", help="Store results under classifications.labels->FIELD. "
               "Default: the set's name.")
 @click.option("--disabled", is_flag=True, help="Save it without applying it at ingest.")
 @click.option("--replace", is_flag=True, help="Overwrite a set of the same name.")

@@ -58,7 +58,7 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
     """Score every asset against every rule of a moderation policy.
 
     Reports, per rule, how many assets score at or above its threshold. With --apply
-    the scores and flags are stored under assets.moderation->RULE (visible in
+    the scores and flags are stored under classifications.moderation->RULE (visible in
     `search --json` and in SQL) and assets flagged by a 'hide' rule are hidden; an
     asset stays hidden while any stored result of a 'hide' rule flags it, so running a
     policy again with a higher threshold un-hides what it no longer flags. Hidden

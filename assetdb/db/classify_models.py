@@ -36,7 +36,7 @@ class LabelSet(Base):
     __tablename__ = "label_sets"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
-    field: Mapped[str] = mapped_column(Text)  # the key under assets.labels
+    field: Mapped[str] = mapped_column(Text)  # the key under classifications.labels
     labels: Mapped[list[str]] = mapped_column(ARRAY(Text))
     templates: Mapped[list[str]] = mapped_column(ARRAY(Text))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
