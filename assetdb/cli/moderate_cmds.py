@@ -36,6 +36,12 @@ def _histogram_lines(entry: dict[str, Any], width: int = 40) -> list[str]:
         bar = "#" * round(width * b["count"] / peak)
         mark = " <- threshold" if b["from"] <= entry["threshold"] < b["to"] else ""
         lines.append(f"  [{b['from']:+.4f}, {b['to']:+.4f})  {bar:<{width}} {b['count']}{mark}")
+    top = entry["histogram"][-1]["to"] if entry["histogram"] else None
+    if top is not None and entry["threshold"] >= top:
+        where = "at the highest score" if entry["threshold"] == top else "above every score"
+        lines.append(f"  threshold {entry['threshold']:+.4f} lies {where}")
+    elif entry["histogram"] and entry["threshold"] < entry["histogram"][0]["from"]:
+        lines.append(f"  threshold {entry['threshold']:+.4f} lies below every score")
     return lines
 
 
