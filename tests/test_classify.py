@@ -209,3 +209,18 @@ def test_label_sets_apply_at_ingest_and_to_catalogue(initialised, tmp_path):
     assert run_cli("labels", "rm", "animals").exit_code == 0
     assert [s["name"] for s in cli_json("labels", "list")] == ["colours"]
 
+
+
+def test_changed_content_drops_stale_labels_keeps_moderation(initialised, tmp_path):
+    folder = catalogue(tmp_path, n=2)
+    cli_json("classify", "--labels", "cat,dog", "--field", "pet")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rules:\n  - {name: all, texts: [a cat], threshold: -1.0, "
+                      "action: hide}\n")
+    cli_json("moderate", "--policy", str(policy), "--apply")
+    noise(folder / "n0.png", seed=999)  # new content at the same path
+    result = run_cli("ingest", str(folder))
+    assert result.exit_code == 0 and "1 ingested, 1 unchanged" in result.stdout
+    changed, same = rows(initialised)
+    assert changed.labels == {} and set(same.labels) == {"pet"}
+    assert changed.moderation["all"]["flagged"] is True and changed.hidden is True

@@ -63,4 +63,9 @@ def apply_to_upserted(
         return
     found = conn.execute(text("SELECT id, uri FROM assets WHERE uri = ANY(:uris)"),
                          {"uris": list(vectors)}).all()
+    # Re-embedded content: its labels described the old image, so they go. Moderation
+    # results stay (and keep hiding) until the next `moderate` run: the safe direction.
+    conn.execute(text("UPDATE classifications SET labels = '{}', updated_at = now() "
+                      "WHERE asset_id = ANY(:ids) AND labels <> '{}'"),
+                 {"ids": [r.id for r in found]})
     apply_auto_classification(conn, [(r.id, vectors[r.uri]) for r in found], encoder)
