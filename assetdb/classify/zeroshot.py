@@ -24,6 +24,14 @@ def check_templates(templates: Sequence[str]) -> list[str]:
     for template in out:
         if "{}" not in template:
             raise AssetdbError(f"template {template!r} has no {{}} where the label goes")
+        try:  # other braces ("{0}", "{x}", a second "{}", "{{}}") fail only at format time
+            filled = template.format("\x00")
+        except (IndexError, KeyError, ValueError):
+            filled = ""
+        if "\x00" not in filled:
+            raise AssetdbError(
+                f"template {template!r} must hold exactly one {{}} and no other braces"
+            )
     return out
 
 

@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql": ("assetdb.cli.sql_cmds", "sql"),
     "export": ("assetdb.cli.export_cmds", "export"),
     "serve": ("assetdb.cli.serve_cmds", "serve"),
+    "classify": ("assetdb.cli.classify_cmds", "classify"),
+    "labels": ("assetdb.cli.classify_cmds", "labels"),
+    "moderate": ("assetdb.cli.moderate_cmds", "moderate"),
+    "policies": ("assetdb.cli.moderate_cmds", "policies"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -37,6 +41,10 @@ SHORT_HELP: dict[str, str] = {
     "sql": "Run one read-only SQL statement and print the result.",
     "export": "Export ids, uris, metadata and embeddings (parquet, csv, npy).",
     "serve": "Serve the web search page and the HTTP API.",
+    "classify": "Zero-shot labels for the catalogue or one image file.",
+    "labels": "Label sets saved by name, applied at ingest.",
+    "moderate": "Score assets against a moderation policy; flag or hide.",
+    "policies": "Moderation policies stored in the database.",
 }
 
 

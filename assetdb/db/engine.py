@@ -106,3 +106,4 @@ def connect(settings: Settings) -> Iterator[Connection]:
     with conn:
         with conn.begin():
             yield conn
+

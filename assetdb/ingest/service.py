@@ -15,6 +15,7 @@ import numpy as np
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, text
 
+from assetdb.classify.auto import apply_to_upserted
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
@@ -248,21 +249,25 @@ def ingest(
     for batch in embed_paths(encoder, [x.path for x in first.values()],
                              settings.batch_size, settings.decode_workers):
         with connect(settings) as conn:
+            written: list[dict[str, Any]] = []
             for path, vector, error in batch:
                 item = by_path[path]
                 if vector is not None:
                     known[item.sha256 or ""] = vector
-                    conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+                    written.append(_row(item, model, vector, "ready", None))
+                    conn.execute(_UPSERT, written[-1])
                     report.ingested += 1
                 else:
                     conn.execute(_UPSERT, _row(item, None, None, "failed", error))
                     report.failed += 1
                     report.failures.append({"uri": str(path), "error": error or "unknown"})
+            apply_to_upserted(conn, written, encoder)  # enabled label sets and policies
         if progress:
             progress(len(batch))
     # Copies: content that was already embedded, here or in an earlier run.
     copies = [x for x in to_embed if x.path not in by_path]
     with connect(settings) as conn:
+        written = []
         for item in copies:
             vector = known.get(item.sha256 or "")
             if vector is None:  # its twin failed: fail the same way, without more model work
@@ -271,9 +276,11 @@ def ingest(
                 report.failed += 1
                 report.failures.append({"uri": str(item.path), "error": error})
                 continue
-            conn.execute(_UPSERT, _row(item, model, vector, "ready", None))
+            written.append(_row(item, model, vector, "ready", None))
+            conn.execute(_UPSERT, written[-1])
             report.ingested += 1
             report.deduplicated += 1
+        apply_to_upserted(conn, written, encoder)
     if progress and copies:
         progress(len(copies))
     return report

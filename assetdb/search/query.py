@@ -10,7 +10,7 @@ Two plans, both exact in their order:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,10 @@ class Hit:
     similarity: float
     kind: str | None
     tags: list[str]
+    # zero-shot labels and moderation results (assetdb.classify), and the hidden flag
+    labels: dict[str, Any] = field(default_factory=dict)
+    moderation: dict[str, Any] = field(default_factory=dict)
+    hidden: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +92,7 @@ def nearest(
     if exclude_ids:
         clauses.append(A.id.not_in(list(exclude_ids)))
     distance = A.embedding.cosine_distance(np.asarray(vector, dtype=np.float32))
-    columns = (A.id, A.uri, A.title, A.kind, A.tags, distance.label("distance"))
+    columns = (A.id, A.uri, A.title, A.kind, A.tags, A.hidden, distance.label("distance"))
     exact = count_capped(conn, clauses, exact_max_rows) <= exact_max_rows
     if exact:
         candidates = select(*columns).where(*clauses).cte("candidates").prefix_with(
@@ -106,11 +110,23 @@ def nearest(
     if filters.min_similarity is not None:
         query = query.where(query.selected_columns.distance <= 1.0 - filters.min_similarity)
     rows = conn.execute(query.limit(k)).all()
+    found = _classifications(conn, [r.id for r in rows])
     return [
         Hit(id=r.id, uri=r.uri, title=r.title, similarity=round(1.0 - float(r.distance), 6),
-            kind=r.kind, tags=list(r.tags or []))
+            kind=r.kind, tags=list(r.tags or []), hidden=r.hidden,
+            labels=found.get(r.id, ({}, {}))[0], moderation=found.get(r.id, ({}, {}))[1])
         for r in rows
     ]
+
+
+def _classifications(conn: Connection, ids: list[int]) -> dict[int, tuple[dict, dict]]:
+    """Zero-shot labels and moderation results of the hits (assetdb.classify), fetched
+    after the search so that they leave its plan alone."""
+    if not ids:
+        return {}
+    rows = conn.execute(text("SELECT asset_id, labels, moderation FROM classifications "
+                             "WHERE asset_id = ANY(:ids)"), {"ids": ids}).all()
+    return {r.asset_id: (r.labels, r.moderation) for r in rows}
 
 
 def explain(conn: Connection, vector: np.ndarray, k: int, filters: Filters, model: str) -> str:
