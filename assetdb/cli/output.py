@@ -43,7 +43,10 @@ def print_table(
     if not rows:
         click.echo("(no results)")
         return
-    cells = [[_cell(r.get(c), max_width) for c in columns] for r in rows]
+    # The last column (a uri, usually) is never cut: it is what people copy.
+    last = len(columns) - 1
+    cells = [[_cell(r.get(c), None if i == last else max_width) for i, c in enumerate(columns)]
+             for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     click.echo("  ".join("-" * w for w in widths))
