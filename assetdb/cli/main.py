@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("assetdb.cli.search_cmds", "search"),
     "similar": ("assetdb.cli.search_cmds", "similar"),
     "stats": ("assetdb.cli.db_cmds", "stats"),
+    "worker": ("assetdb.cli.worker_cmds", "worker"),
+    "status": ("assetdb.cli.worker_cmds", "status"),
+    "retry": ("assetdb.cli.worker_cmds", "retry"),
+    "reembed": ("assetdb.cli.reembed_cmds", "reembed"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -27,6 +31,10 @@ SHORT_HELP: dict[str, str] = {
     "search": "Find assets that match a text description.",
     "similar": "Find assets that look like an asset or an image file.",
     "stats": "Counts by status, kind and model; database and model.",
+    "worker": "Embed pending assets; run several, here or on other machines.",
+    "status": "Workers, leases, recent failures and re-embed progress.",
+    "retry": "Queue failed assets again for the workers.",
+    "reembed": "Move the catalogue to a new model with no search downtime.",
 }
 
 
