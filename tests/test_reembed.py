@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from assetdb import hooks
 from assetdb.db.engine import connect
@@ -19,8 +20,6 @@ from assetdb.embedding.images import load_image
 from assetdb.errors import ModelError
 from assetdb.ingest.reembed import database_model, reembed
 from assetdb.ingest.status import status
-from assetdb.search.filters import Filters
-from assetdb.search.query import explain
 from assetdb.search.service import search_text, similar_to_asset
 from tests.conftest import run_cli
 from tests.images import noise
@@ -31,13 +30,13 @@ HOOK_CALLS: list[tuple[str, str]] = []
 
 
 def record_switch(conn, encoder) -> None:  # noqa: ANN001 - a MODEL_SWITCH_HOOKS entry
-    from sqlalchemy import text
-
     seen = conn.execute(text("SELECT value FROM assetdb_meta WHERE key = 'model'")).scalar_one()
     HOOK_CALLS.append((seen, encoder.name))
 
 
-def _brute_force(vectors: dict[int, np.ndarray], query: np.ndarray, exclude: int | None) -> list[int]:
+def _brute_force(
+    vectors: dict[int, np.ndarray], query: np.ndarray, exclude: int | None
+) -> list[int]:
     dist = {i: 1.0 - float(np.dot(v, query)) for i, v in vectors.items() if i != exclude}
     return sorted(dist, key=lambda i: (dist[i], i))[:K]
 
@@ -166,8 +165,16 @@ def test_switch_to_another_dimension_while_searching(
     with pytest.raises(ModelError):
         search_text(settings, encoder, QUERY, k=K)
     with connect(settings) as conn:
-        assert "assets_embedding_hnsw" in explain(conn, new.encode_texts([QUERY])[0], K,
-                                                  Filters(), new.name)
+        # The new vectors' HNSW index took the old one's name and is what ORDER BY uses.
+        indexdef, valid = conn.execute(text(
+            "SELECT indexdef, indisvalid FROM pg_indexes JOIN pg_class c ON c.relname = indexname "
+            "JOIN pg_index i ON i.indexrelid = c.oid WHERE indexname = 'assets_embedding_hnsw'"
+        )).one()
+        assert valid and "hnsw (embedding vector_cosine_ops)" in indexdef
+        conn.execute(text("SET LOCAL enable_seqscan = off"))  # 31 rows: force the index plan
+        plan = conn.execute(text("EXPLAIN SELECT id FROM assets ORDER BY embedding <=> :q LIMIT 5"),
+                            {"q": new.encode_texts([QUERY])[0]}).scalars().all()
+        assert "assets_embedding_hnsw" in "\n".join(plan)
     assert status(settings)["reembed"] is None
 
     # Workers follow the database's model: a new pending asset gets a 64-d vector.
@@ -187,7 +194,7 @@ def test_same_model_subset_reembeds_in_place(initialised, database_url, tmp_path
     with psycopg.connect(database_url, autocommit=True) as conn:
         # A preprocessing bug wrote wrong vectors; the product-tagged half is fixed first.
         conn.execute("UPDATE assets SET embedding = %s::vector", (garbage,))
-        conn.execute("UPDATE assets SET tags = '{product}' WHERE id %% 2 = 0")
+        conn.execute("UPDATE assets SET tags = '{product}' WHERE id % 2 = 0")
     result = run_cli("reembed", "--tag", "product", "--batch-size", "2", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -121,9 +121,10 @@ def test_four_workers_embed_2000_assets_exactly_once(initialised, database_url, 
     assert set(encoded) == ids and set(encoded.values()) == {1}  # one model call per asset
     assert set(committed) == ids and set(committed.values()) == {1}
     busy = [pid for pid, per in events.items() if per["committed"]]
-    assert len(busy) >= 2, f"the work was not shared: {[len(p['committed']) for p in events.values()]}"
+    shares = [len(p["committed"]) for p in events.values()]
+    assert len(busy) >= 2, f"the work was not shared: {shares}"
     assert _scalar(database_url, "SELECT count(*) FROM assets WHERE status = 'ready' AND "
-                                 "embedding IS NOT NULL AND attempts = 1 AND lease_owner IS NULL") == n
+                   "embedding IS NOT NULL AND attempts = 1 AND lease_owner IS NULL") == n
     assert _scalar(database_url, "SELECT count(*) FROM assetdb_workers WHERE state = 'stopped' "
                                  "AND embedded > 0") == len(busy)
 
