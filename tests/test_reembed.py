@@ -240,3 +240,24 @@ def test_refusals_and_abort(initialised, database_url, tmp_path, encoder, tiny_m
         assert conn.execute("SELECT state FROM assetdb_reembed_jobs").fetchall() == [("aborted",)]
     result = run_cli("search", "a red circle", "--json")
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 6
+
+
+def test_file_changed_during_a_switch_gets_its_new_vector_from_the_new_content(
+        initialised, database_url, tmp_path, encoder, tiny_model_dir_64):
+    paths = [noise(tmp_path / "imgs" / f"n{i}.png", seed=i, size=(32, 32)) for i in range(4)]
+    assert run_cli("ingest", str(tmp_path / "imgs")).exit_code == 0
+    new = load_encoder(str(tiny_model_dir_64))
+    stop = threading.Event()
+    report = reembed(initialised, new, batch_size=2, stop=stop, progress=lambda n: stop.set())
+    assert report.interrupted and report.embedded == 2
+    # The first file (its new vector already made) changes and is ingested again with the
+    # old model: its new vector is stale now and must be made again before the switch.
+    noise(paths[0], seed=1000, size=(32, 32))
+    assert run_cli("ingest", str(paths[0])).exit_code == 0
+    report = reembed(initialised, new, batch_size=2)
+    assert report.switched and report.embedded == 3
+    want = new.encode_images([load_image(paths[0], new.image_size)])[0]
+    with psycopg.connect(database_url) as conn:
+        got = conn.execute("SELECT embedding::text FROM assets WHERE uri = %s",
+                           (str(paths[0]),)).fetchone()[0]
+    assert np.allclose(np.array(json.loads(got), dtype=np.float32), want, atol=1e-5)

@@ -183,8 +183,11 @@ class _Run:
 
 # -- another model: shadow columns, concurrent index, one atomic swap ---------------------
 
+# Ready rows without a new vector, or whose old vector was rewritten (a changed file
+# ingested again) after their new one was made.
 _TODO_SWITCH = (
-    "FROM assets WHERE status = 'ready' AND embedding_next_model IS DISTINCT FROM :m"
+    "FROM assets WHERE status = 'ready' AND (embedding_next_model IS DISTINCT FROM :m "
+    "OR embedding_next_at < embedded_at)"
 )
 
 
