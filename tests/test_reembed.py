@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from assetdb import hooks
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect, get_engine
 from assetdb.embedding.encoder import load_encoder
 from assetdb.embedding.images import load_image
 from assetdb.errors import ModelError
@@ -254,7 +254,15 @@ def test_file_changed_during_a_switch_gets_its_new_vector_from_the_new_content(
     # old model: its new vector is stale now and must be made again before the switch.
     noise(paths[0], seed=1000, size=(32, 32))
     assert run_cli("ingest", str(paths[0])).exit_code == 0
-    report = reembed(initialised, new, batch_size=2)
+    # A search session that lives across the switch: a query it ran often enough to be
+    # server-side prepared must still run after the vector column changed type.
+    vector_sql = text("SELECT embedding FROM assets WHERE uri = :u")
+    with get_engine(initialised).connect() as session:
+        for _ in range(8):
+            assert len(session.execute(vector_sql, {"u": str(paths[1])}).scalar_one()) == 32
+        session.commit()  # idle between searches: the switch does not wait for it
+        report = reembed(initialised, new, batch_size=2)
+        assert len(session.execute(vector_sql, {"u": str(paths[1])}).scalar_one()) == 64
     assert report.switched and report.embedded == 3
     want = new.encode_images([load_image(paths[0], new.image_size)])[0]
     with psycopg.connect(database_url) as conn:
