@@ -36,6 +36,10 @@ from assetdb.ingest.embedder import embed_paths
 
 EncoderLoader = Callable[[str], Encoder]  # model name -> encoder
 
+# Model batches per claim: decoding of each batch after the first overlaps inference of
+# the one before; small enough that the tail of a queue still spreads over workers.
+CLAIM_BATCHES = 4
+
 
 def _float_env(name: str, default: float, minimum: float) -> float:
     raw = os.environ.get(name)
@@ -261,8 +265,6 @@ class Worker:
                     self.stop.wait(self.options.poll_seconds)
                     continue
                 self._process(claimed)
-                if self.on_batch:
-                    self.on_batch(self.report)
         finally:
             with connect(self.settings) as conn:
                 _heartbeat(conn, self.report, self.encoder.name if self.encoder else "",
@@ -282,30 +284,38 @@ class Worker:
             )
             rows = conn.execute(
                 _CLAIM,
-                {"max_attempts": opts.max_attempts, "n": opts.batch_size, "owner": self.owner,
+                {"max_attempts": opts.max_attempts, "n": opts.batch_size * CLAIM_BATCHES,
+                 "owner": self.owner,
                  "lease": float(opts.lease_seconds)},
             ).all()
             _heartbeat(conn, self.report, model, "running")
         return sorted((r.id, r.uri) for r in rows)
 
     def _process(self, claimed: list[tuple[int, str]]) -> None:
+        """Embed a claim batch by batch: embed_paths decodes the next batch while the model
+        runs on this one, and each batch is written as soon as it is done. On stop, the
+        batch in hand is finished and the rest of the claim is given back."""
         encoder = self.encoder
         assert encoder is not None
-        ids = [i for i, _ in claimed]
-        written = False
+        by_path = {Path(uri): i for i, uri in claimed}
+        unwritten = {i for i, _ in claimed}
         try:
-            by_path = {Path(uri): i for i, uri in claimed}
-            results = []
-            for batch in embed_paths(encoder, list(by_path), batch_size=len(by_path),
+            for batch in embed_paths(encoder, list(by_path), batch_size=self.options.batch_size,
                                      workers=self.settings.decode_workers):
-                results.extend(batch)
-            self.hooks.record("encoded", [by_path[p] for p, v, _ in results if v is not None])
-            self.hooks.after_encode()
-            written = self._write(encoder, [(by_path[p], v, e) for p, v, e in results])
+                results = [(by_path[p], v, e) for p, v, e in batch]
+                self.hooks.record("encoded", [i for i, v, _ in results if v is not None])
+                self.hooks.after_encode()
+                if not self._write(encoder, results):
+                    break
+                unwritten -= {i for i, _, _ in results}
+                if self.on_batch:
+                    self.on_batch(self.report)
+                if self.stop.is_set():
+                    break
         finally:
-            if not written:
+            if unwritten:
                 with connect(self.settings) as conn:
-                    conn.execute(_RELEASE, {"ids": ids, "owner": self.owner})
+                    conn.execute(_RELEASE, {"ids": sorted(unwritten), "owner": self.owner})
 
     def _write(self, encoder: Encoder, results: list[tuple[int, Any, str | None]]) -> bool:
         """Store a batch's results in one transaction; False if the model changed."""
