@@ -58,11 +58,16 @@ def _wait(what: str, cond, procs: list[subprocess.Popen[str]]) -> None:  # noqa:
         time.sleep(0.2)
 
 
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=WAIT_S)
-    assert proc.returncode == 0, out
-    return out
+def _stop(*procs: subprocess.Popen[str]) -> str:
+    """SIGTERM all, then each must exit 0; returns their output."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=WAIT_S)
+        assert proc.returncode == 0, out
+        outputs.append(out)
+    return "\n".join(outputs)
 
 
 def _events(log_dir: Path) -> dict[int, dict[str, Counter[int]]]:
@@ -112,8 +117,7 @@ def test_four_workers_embed_2000_assets_exactly_once(initialised, database_url, 
     assert result.exit_code == 0 and f"{n} registered" in result.output, result.output
     _wait("every asset ready", lambda: _scalar(
         database_url, "SELECT count(*) FROM assets WHERE status = 'ready'") == n, procs)
-    for p in procs:
-        _stop(p)
+    _stop(*procs)
 
     ids = {r[0] for r in psycopg.connect(database_url).execute("SELECT id FROM assets")}
     events = _events(logs)
