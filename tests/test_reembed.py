@@ -261,9 +261,12 @@ def test_file_changed_during_a_switch_gets_its_new_vector_from_the_new_content(
         for _ in range(8):
             assert len(session.execute(vector_sql, {"u": str(paths[1])}).scalar_one()) == 32
         session.commit()  # idle between searches: the switch does not wait for it
-        report = reembed(initialised, new, batch_size=2)
+        result = run_cli("reembed", "--model", str(tiny_model_dir_64), "--batch-size", "2",
+                         "--json")
         assert len(session.execute(vector_sql, {"u": str(paths[1])}).scalar_one()) == 64
-    assert report.switched and report.embedded == 3
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["switched"] and report["embedded"] == 3 and report["resumed_from"] == 2
     want = new.encode_images([load_image(paths[0], new.image_size)])[0]
     with psycopg.connect(database_url) as conn:
         got = conn.execute("SELECT embedding::text FROM assets WHERE uri = %s",
