@@ -118,3 +118,21 @@ def test_worker_refuses_bad_options(initialised):
 def test_help_has_an_example(cmd):
     result = run_cli(cmd, "--help")
     assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_new_commands_help_loads_no_model_stack():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from assetdb.cli.main import cli\n"
+        "for cmd in ('worker', 'status', 'retry', 'reembed'):\n"
+        "    assert CliRunner().invoke(cli, [cmd, '--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
