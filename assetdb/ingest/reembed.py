@@ -315,8 +315,11 @@ def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,
         except OperationalError as exc:  # lock_timeout: long queries held the table
             if "lock timeout" not in str(exc):
                 raise
-    raise ReembedError("rows keep arriving faster than the re-embed can switch; stop the "
-                       "old-model workers and run `assetdb reembed` again to resume")
+    raise ReembedError(
+        f"could not switch after {SWAP_TRIES} tries: new rows keep arriving, or long "
+        "transactions hold the assets table. The new vectors are kept: stop the old-model "
+        "ingests and run `assetdb reembed` again to resume"
+    )
 
 
 # -- same model: replace vectors in place ---------------------------------------------------
