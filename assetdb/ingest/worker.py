@@ -99,16 +99,18 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-# Rows whose lease expired (their worker died) with no attempts left stay failed.
+# Rows with no attempts left and no live lease (their worker died, or a later worker runs
+# with a lower --max-attempts) stay failed.
 _GIVE_UP = text(
     """
     UPDATE assets SET status = 'failed',
         error = 'gave up after ' || attempts || ' attempts: '
                 || COALESCE(error, 'the lease of ' || lease_owner
-                            || ' expired before it finished (worker killed?)'),
+                            || ' expired before it finished (worker killed?)',
+                            'no attempts left'),
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE status = 'pending' AND lease_owner IS NOT NULL AND lease_expires_at < now()
-      AND attempts >= :max_attempts
+    WHERE status = 'pending' AND attempts >= :max_attempts
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
     RETURNING id
     """
 )
