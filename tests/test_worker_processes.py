@@ -184,7 +184,10 @@ def test_sigterm_finishes_the_batch_and_exits_0(initialised, database_url, tmp_p
     assert run_cli("ingest", str(tmp_path / "imgs"), "--no-embed").exit_code == 0
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = _spawn(logs, "--batch-size", "5", ASSETDB_TEST_STALL_SECONDS="3")
+    # Like a worker on another machine: only the database URL. ASSETDB_MODEL unset means
+    # the default hub model, which cannot load offline: the model comes from the database.
+    worker = _spawn(logs, "--batch-size", "5", ASSETDB_TEST_STALL_SECONDS="3",
+                    ASSETDB_MODEL="", ASSETDB_HOME="")
     procs.append(worker)
     log = logs / f"{worker.pid}.log"
     _wait("an encoded batch", lambda: log.exists() and "encoded" in log.read_text(), procs)
