@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("assetdb.cli.classify_cmds", "labels"),
     "moderate": ("assetdb.cli.moderate_cmds", "moderate"),
     "policies": ("assetdb.cli.moderate_cmds", "policies"),
+    "worker": ("assetdb.cli.worker_cmds", "worker"),
+    "status": ("assetdb.cli.worker_cmds", "status"),
+    "retry": ("assetdb.cli.worker_cmds", "retry"),
+    "reembed": ("assetdb.cli.reembed_cmds", "reembed"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -45,6 +49,10 @@ SHORT_HELP: dict[str, str] = {
     "labels": "Label sets saved by name, applied at ingest.",
     "moderate": "Score assets against a moderation policy; flag or hide.",
     "policies": "Moderation policies stored in the database.",
+    "worker": "Embed pending assets; run several, here or on other machines.",
+    "status": "Workers, leases, recent failures and re-embed progress.",
+    "retry": "Queue failed assets again for the workers.",
+    "reembed": "Move the catalogue to a new model with no search downtime.",
 }
 
 

@@ -43,7 +43,11 @@ def _engine(url: str) -> Engine:
     engine = create_engine(
         sqlalchemy_url(url),
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 10, "application_name": "assetdb"},
+        # prepare_threshold=None: no server-side prepared statements. A model switch
+        # (`assetdb reembed`) changes the vector column's type, and a statement prepared
+        # before it would fail after it ("cached plan must not change result type").
+        connect_args={"connect_timeout": 10, "application_name": "assetdb",
+                      "prepare_threshold": None},
     )
 
     @event.listens_for(engine, "connect")

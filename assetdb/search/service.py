@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
 from assetdb.db import schema
@@ -31,20 +31,31 @@ def search_vector(
     k: int = 10,
     filters: Filters | None = None,
     exclude_ids: tuple[int, ...] = (),
+    model: str | None = None,
 ) -> list[Hit]:
+    """`model`: the model that made `vector`; checked against the database's in the same
+    transaction as the search, so a model switch (`assetdb reembed`) in between gives a
+    clear ModelError, never a dimension error or a silent mismatch."""
     _check_k(k)
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
-        return nearest(
-            conn,
-            vector,
-            k=k,
-            filters=filters or Filters(),
-            model=meta["model"],
-            exclude_ids=exclude_ids,
-            exact_max_rows=settings.exact_search_max_rows,
-            ef_search=settings.hnsw_ef_search,
-        )
+        if model is not None and model != meta["model"]:
+            schema.check_model(meta, model, len(vector))
+        return _nearest(settings, conn, meta, vector, k, filters, exclude_ids)
+
+
+def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector: np.ndarray,
+             k: int, filters: Filters | None, exclude_ids: tuple[int, ...]) -> list[Hit]:
+    return nearest(
+        conn,
+        vector,
+        k=k,
+        filters=filters or Filters(),
+        model=meta["model"],
+        exclude_ids=exclude_ids,
+        exact_max_rows=settings.exact_search_max_rows,
+        ef_search=settings.hnsw_ef_search,
+    )
 
 
 def _checked(settings: Settings, encoder: Encoder) -> None:
@@ -60,7 +71,8 @@ def search_text(
         raise FilterError("the search text is empty")
     _check_k(k)
     _checked(settings, encoder)
-    return search_vector(settings, encoder.encode_texts([query])[0], k=k, filters=filters)
+    return search_vector(settings, encoder.encode_texts([query])[0], k=k, filters=filters,
+                         model=encoder.name)
 
 
 def search_image(
@@ -79,16 +91,20 @@ def search_image(
                                {"u": str(image.resolve())}).first()
         exclude = (row.id,) if row else ()
     vector = encoder.encode_images([img])[0]
-    return search_vector(settings, vector, k=k, filters=filters, exclude_ids=exclude)
+    return search_vector(settings, vector, k=k, filters=filters, exclude_ids=exclude,
+                         model=encoder.name)
 
 
 def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
     with connect(settings) as conn:
-        meta = schema.require_meta(conn)
-        row = conn.execute(
-            text("SELECT status, error, embedding, embedding_model FROM assets WHERE id = :i"),
-            {"i": asset_id},
-        ).first()
+        return _asset_vector(conn, schema.require_meta(conn), asset_id)
+
+
+def _asset_vector(conn: Connection, meta: dict[str, str], asset_id: int) -> np.ndarray:
+    row = conn.execute(
+        text("SELECT status, error, embedding, embedding_model FROM assets WHERE id = :i"),
+        {"i": asset_id},
+    ).first()
     if row is None:
         raise AssetdbError(f"no asset with id {asset_id}")
     if row.status != "ready" or row.embedding is None:
@@ -107,5 +123,9 @@ def similar_to_asset(
 ) -> list[Hit]:
     """Assets like a stored one (no model needed); the asset itself is left out."""
     _check_k(k)
-    vector = asset_vector(settings, asset_id)
-    return search_vector(settings, vector, k=k, filters=filters, exclude_ids=(asset_id,))
+    # One transaction: the stored vector and the search use the same model, even when a
+    # model switch commits meanwhile.
+    with connect(settings) as conn:
+        meta = schema.require_meta(conn)
+        vector = _asset_vector(conn, meta, asset_id)
+        return _nearest(settings, conn, meta, vector, k, filters, (asset_id,))

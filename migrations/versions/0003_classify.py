@@ -5,8 +5,8 @@ row writes a new row version, and with the HNSW index on `assets` that means one
 index insertion per asset (measured: classifying 5k assets, 76 assets/s instead of
 thousands). Only `assets.hidden` is written on `assets`, and only where it changes.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-23
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,82 @@
+"""`assetdb reembed`."""
+
+from __future__ import annotations
+
+import click
+
+from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
+from assetdb.cli.output import print_json, progress_bar
+
+
+@click.command()
+@click.option("--model", metavar="MODEL",
+              help="The model to move to: a sentence-transformers CLIP name or a local "
+                   "directory, of any dimension. Default: the database's own model "
+                   "(re-embed in place, e.g. after a preprocessing fix).")
+@filter_options
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
+              help="Images per batch (default ASSETDB_BATCH_SIZE).")
+@click.option("--abort", is_flag=True,
+              help="Cancel an unfinished re-embed and drop its new vectors; searches are "
+                   "not affected.")
+@json_option
+def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: bool,
+            **kwargs: object) -> None:
+    """Re-embed the catalogue, with zero search downtime.
+
+    With another model (any dimension), the new vectors are written beside the old ones,
+    which searches keep using; when every ready asset has its new vector and the new
+    HNSW index is built, one transaction switches the database to the new model. Then
+    set ASSETDB_MODEL to the new model for searches; workers follow by themselves.
+    Interrupted (Ctrl-C, a crash), it resumes where it stopped when run again.
+
+    With the database's own model, filters pick a subset, re-embedded in place.
+
+    \b
+    Examples:
+      assetdb reembed --model clip-ViT-L-14
+      assetdb reembed --tag product          # same model, a subset
+      assetdb reembed --abort
+    """
+    from assetdb.cli.signals import stop_on_signals
+    from assetdb.ingest import reembed as service
+
+    settings = get_settings()
+    if abort:
+        out = service.abort(settings)
+        if as_json:
+            print_json(out)
+        else:
+            click.echo(f"aborted job {out['aborted_job']}" if out["aborted_job"]
+                       else "no unfinished re-embed")
+        return
+    filters = filters_from(kwargs)
+    encoder = load_model(settings, model or service.database_model(settings))
+    bar = None
+
+    def on_total(total: int) -> None:
+        nonlocal bar
+        bar = progress_bar(total, "re-embed", unit="asset")
+
+    with stop_on_signals("stopping after the current batch; run again to resume") as stop:
+        try:
+            report = service.reembed(
+                settings, encoder, filters=filters, batch_size=batch_size, stop=stop,
+                progress=lambda n: bar.update(n) if bar else None, on_total=on_total)
+        finally:
+            if bar is not None:
+                bar.close()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        line = f"{report.embedded} re-embedded, {report.failed} failed"
+        if report.resumed_from:
+            line += f" (resumed: {report.resumed_from} done before)"
+        click.echo(line)
+        if report.interrupted:
+            click.echo("interrupted: run the same command again to resume")
+        elif report.switched:
+            click.echo(f"switched the database to {report.model} ({report.dimension}-d); "
+                       f"set ASSETDB_MODEL={report.model} for searches")
+    if report.interrupted:
+        raise SystemExit(130)

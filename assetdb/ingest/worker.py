@@ -1,0 +1,394 @@
+"""Ingestion workers: claim pending rows in batches (FOR UPDATE SKIP LOCKED plus a lease on
+the row: who holds it, until when), embed them, mark each ready or failed.
+
+Any number of workers, on any machines, share the queue through the database alone.
+A worker that dies leaves leases that expire; the next claim takes those rows again,
+counting an attempt per claim, and after `max_attempts` a row stays 'failed'. A write
+only lands while the writer still holds the row's lease, so a worker that lost its lease
+(it stalled past the expiry and another worker took over) cannot overwrite the new result.
+
+The worker embeds with the model the database names (assetdb_meta), so a remote worker
+needs only the database URL and read access to the files; when `assetdb reembed`
+switches the database to another model, running workers release their batch, load the new
+model and go on.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from assetdb.classify.auto import apply_auto_classification
+from assetdb.config import Settings, _int
+from assetdb.db import schema
+from assetdb.db.engine import connect
+from assetdb.embedding.encoder import Encoder
+from assetdb.errors import ConfigError
+from assetdb.ingest.embedder import embed_paths
+
+EncoderLoader = Callable[[str], Encoder]  # model name -> encoder
+
+# Model batches per claim: decoding of each batch after the first overlaps inference of
+# the one before; small enough that the tail of a queue still spreads over workers.
+CLAIM_BATCHES = 4
+
+
+def _float_env(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    batch_size: int = 32
+    lease_seconds: float = 600.0  # how long a claim is held before others may take it
+    max_attempts: int = 3  # claims (including crashed ones) before a row stays failed
+    retry_delay: float = 30.0  # wait before a row whose embedding failed is tried again
+    poll_seconds: float = 2.0  # sleep between claims when the queue is empty
+    once: bool = False  # exit when nothing is claimable instead of waiting for more
+
+    @classmethod
+    def from_env(cls, settings: Settings, **overrides: Any) -> WorkerOptions:
+        values: dict[str, Any] = {
+            "batch_size": settings.batch_size,
+            "lease_seconds": _float_env("ASSETDB_LEASE_SECONDS", 600.0, 0.1),
+            "max_attempts": _int("ASSETDB_MAX_ATTEMPTS", 3, minimum=1),
+            "retry_delay": _float_env("ASSETDB_RETRY_DELAY", 30.0, 0.0),
+            "poll_seconds": _float_env("ASSETDB_POLL_SECONDS", 2.0, 0.01),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        opts = cls(**values)
+        if opts.batch_size < 1 or opts.max_attempts < 1 or opts.lease_seconds <= 0:
+            raise ConfigError("batch size, attempts and lease seconds must be positive")
+        return opts
+
+
+@dataclass
+class WorkerReport:
+    worker_id: str
+    batches: int = 0
+    embedded: int = 0
+    failed: int = 0  # rows that stayed failed (attempts used up)
+    requeued: int = 0  # rows whose embedding failed and will be tried again
+    gave_up: int = 0  # rows whose last lease expired with no attempts left
+    lost: int = 0  # results dropped because the lease had passed to another worker
+    model_switches: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+# Rows with no attempts left and no live lease (their worker died, or a later worker runs
+# with a lower --max-attempts) stay failed.
+_GIVE_UP = text(
+    """
+    UPDATE assets SET status = 'failed',
+        error = 'gave up after ' || attempts || ' attempts: '
+                || COALESCE(error, 'the lease of ' || lease_owner
+                            || ' expired before it finished (worker killed?)',
+                            'no attempts left'),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE status = 'pending' AND attempts >= :max_attempts
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    RETURNING id
+    """
+)
+
+_CLAIM = text(
+    """
+    WITH picked AS (
+        SELECT id FROM assets
+        WHERE status = 'pending' AND attempts < :max_attempts
+          AND (lease_expires_at IS NULL OR lease_expires_at < now())
+        ORDER BY id
+        LIMIT :n
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE assets AS a SET lease_owner = :owner,
+        lease_expires_at = now() + make_interval(secs => :lease),
+        attempts = a.attempts + 1, updated_at = now()
+    FROM picked WHERE a.id = picked.id
+    RETURNING a.id, a.uri
+    """
+)
+
+_READY = text(
+    """
+    UPDATE assets SET embedding = :embedding, embedding_model = :model, embedded_at = now(),
+        status = 'ready', error = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    WHERE id = :id AND status = 'pending' AND lease_owner = :owner
+    RETURNING id
+    """
+)
+
+_FAILED = text(
+    """
+    UPDATE assets SET
+        status = CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
+        error = :error, lease_owner = NULL,
+        lease_expires_at = CASE WHEN attempts >= :max_attempts THEN NULL
+                                ELSE now() + make_interval(secs => :delay) END,
+        updated_at = now()
+    WHERE id = :id AND status = 'pending' AND lease_owner = :owner
+    RETURNING status
+    """
+)
+
+# Give a batch back untouched (stop requested before it was written, or the model
+# changed): the claim does not count as an attempt.
+_RELEASE = text(
+    """
+    UPDATE assets SET lease_owner = NULL, lease_expires_at = NULL,
+        attempts = GREATEST(attempts - 1, 0), updated_at = now()
+    WHERE id = ANY(:ids) AND status = 'pending' AND lease_owner = :owner
+    """
+)
+
+
+class _TestHooks:
+    """Test-only instrumentation, off unless its variables are set: a per-process log of
+    the assets given to the model and of the results committed (to prove nothing is
+    embedded twice), and a stall after encoding (to kill a worker mid-batch)."""
+
+    def __init__(self) -> None:
+        log_dir = os.environ.get("ASSETDB_TEST_EMBED_LOG")
+        self.log = Path(log_dir) / f"{os.getpid()}.log" if log_dir else None
+        self.stall = float(os.environ.get("ASSETDB_TEST_STALL_SECONDS") or 0)
+
+    def record(self, event: str, ids: Sequence[int]) -> None:
+        if self.log and ids:
+            with self.log.open("a") as fh:
+                fh.write("".join(f"{event} {i}\n" for i in ids))
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def after_encode(self) -> None:
+        if self.stall:
+            time.sleep(self.stall)
+
+
+def _register(conn: Connection, worker_id: str, model: str) -> None:
+    host, pid = socket.gethostname(), os.getpid()
+    conn.execute(
+        text("INSERT INTO assetdb_workers (id, hostname, pid, model) VALUES (:i, :h, :p, :m)"),
+        {"i": worker_id, "h": host, "p": pid, "m": model},
+    )
+
+
+def _heartbeat(conn: Connection, report: WorkerReport, model: str, state: str) -> None:
+    conn.execute(
+        text(
+            "UPDATE assetdb_workers SET last_seen = now(), state = :s, model = :m, "
+            "embedded = :e, failed = :f WHERE id = :i"
+        ),
+        {"s": state, "m": model, "e": report.embedded, "f": report.failed,
+         "i": report.worker_id},
+    )
+
+
+def _database_model(conn: Connection) -> str:
+    return schema.require_meta(conn)["model"]
+
+
+class Worker:
+    """One worker loop. `stop` (set by SIGINT/SIGTERM in the CLI) ends it after the
+    current batch is written."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        load: EncoderLoader,
+        options: WorkerOptions,
+        *,
+        stop: threading.Event | None = None,
+        worker_id: str | None = None,
+        on_batch: Callable[[WorkerReport], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.load = load
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.report = WorkerReport(worker_id or new_worker_id())
+        self.on_batch = on_batch
+        self.hooks = _TestHooks()
+        self.encoder: Encoder | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.report.worker_id
+
+    def _encoder_for(self, model: str) -> Encoder:
+        if self.encoder is None or self.encoder.name != model:
+            if self.encoder is not None:
+                self.report.model_switches += 1
+            self.encoder = self.load(model)
+            if self.encoder.name != model:
+                raise ConfigError(
+                    f"the database's model is {model!r} but loading it gave {self.encoder.name!r}"
+                )
+        return self.encoder
+
+    def run(self) -> WorkerReport:
+        with connect(self.settings) as conn:
+            model = _database_model(conn)
+        encoder = self._encoder_for(model)
+        with connect(self.settings) as conn:
+            _register(conn, self.owner, encoder.name)
+        try:
+            while not self.stop.is_set():
+                claimed = self._claim()
+                if claimed is None:  # the database switched model: load the new one
+                    continue
+                if not claimed:
+                    if self.options.once:
+                        break
+                    self.stop.wait(self.options.poll_seconds)
+                    continue
+                self._process(claimed)
+        finally:
+            with connect(self.settings) as conn:
+                _heartbeat(conn, self.report, self.encoder.name if self.encoder else "",
+                           "stopped")
+        return self.report
+
+    def _claim(self) -> list[tuple[int, str]] | None:
+        opts = self.options
+        assert self.encoder is not None
+        with connect(self.settings) as conn:
+            model = _database_model(conn)
+            if model != self.encoder.name:
+                self._encoder_for(model)
+                return None
+            self.report.gave_up += len(
+                conn.execute(_GIVE_UP, {"max_attempts": opts.max_attempts}).all()
+            )
+            rows = conn.execute(
+                _CLAIM,
+                {"max_attempts": opts.max_attempts, "n": opts.batch_size * CLAIM_BATCHES,
+                 "owner": self.owner,
+                 "lease": float(opts.lease_seconds)},
+            ).all()
+            _heartbeat(conn, self.report, model, "running")
+        return sorted((r.id, r.uri) for r in rows)
+
+    def _process(self, claimed: list[tuple[int, str]]) -> None:
+        """Embed a claim batch by batch: embed_paths decodes the next batch while the model
+        runs on this one, and each batch is written as soon as it is done. On stop, the
+        batch in hand is finished and the rest of the claim is given back."""
+        encoder = self.encoder
+        assert encoder is not None
+        by_path = {Path(uri): i for i, uri in claimed}
+        unwritten = {i for i, _ in claimed}
+        try:
+            for batch in embed_paths(encoder, list(by_path), batch_size=self.options.batch_size,
+                                     workers=self.settings.decode_workers):
+                results = [(by_path[p], v, e) for p, v, e in batch]
+                self.hooks.record("encoded", [i for i, v, _ in results if v is not None])
+                self.hooks.after_encode()
+                if not self._write(encoder, results):
+                    break
+                unwritten -= {i for i, _, _ in results}
+                if self.on_batch:
+                    self.on_batch(self.report)
+                if self.stop.is_set():
+                    break
+        finally:
+            if unwritten:
+                with connect(self.settings) as conn:
+                    conn.execute(_RELEASE, {"ids": sorted(unwritten), "owner": self.owner})
+
+    def _write(self, encoder: Encoder, results: list[tuple[int, Any, str | None]]) -> bool:
+        """Store a batch's results in one transaction; False if the model changed."""
+        opts = self.options
+        committed: list[int] = []
+        embedded: list[tuple[int, Any]] = []
+        with connect(self.settings) as conn:
+            # Reading assetdb_meta here holds off a model switch until this commits, and
+            # after a switch these vectors belong to the old model: give the batch back.
+            if _database_model(conn) != encoder.name:
+                return False
+            for asset_id, vector, error in results:
+                if vector is not None:
+                    row = conn.execute(_READY, {"embedding": vector, "model": encoder.name,
+                                                "id": asset_id, "owner": self.owner}).first()
+                    if row is None:
+                        self.report.lost += 1
+                        continue
+                    committed.append(asset_id)
+                    embedded.append((asset_id, vector))
+                    self.report.embedded += 1
+                    continue
+                row = conn.execute(_FAILED, {"error": error or "unknown error", "id": asset_id,
+                                             "owner": self.owner, "delay": opts.retry_delay,
+                                             "max_attempts": opts.max_attempts}).first()
+                if row is None:
+                    self.report.lost += 1
+                elif row.status == "failed":
+                    self.report.failed += 1
+                    self.report.errors.append({"id": str(asset_id), "error": error or ""})
+                else:
+                    self.report.requeued += 1
+            # Enabled label sets and stored moderation policies, as at ingest.
+            apply_auto_classification(conn, embedded, encoder)
+            self.report.batches += 1
+            _heartbeat(conn, self.report, encoder.name, "running")
+        self.hooks.record("committed", committed)
+        return True
+
+
+def run_worker(
+    settings: Settings,
+    load: EncoderLoader,
+    options: WorkerOptions,
+    *,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[WorkerReport], None] | None = None,
+) -> WorkerReport:
+    """Run one worker until `stop` is set (or, with options.once, the queue is empty)."""
+    return Worker(settings, load, options, stop=stop, on_batch=on_batch).run()
+
+
+def retry(
+    settings: Settings, *, failed: bool = True, release_leases: bool = False
+) -> dict[str, int]:
+    """Queue rows again: failed rows (attempts reset), and optionally release every live
+    lease (only when the admin knows those workers are gone)."""
+    out = {"requeued": 0, "released": 0}
+    with connect(settings) as conn:
+        schema.require_meta(conn)
+        if failed:
+            out["requeued"] = len(conn.execute(text(
+                "UPDATE assets SET status = 'pending', attempts = 0, error = NULL, "
+                "lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+                "WHERE status = 'failed' RETURNING id"
+            )).all())
+        if release_leases:
+            out["released"] = len(conn.execute(text(
+                "UPDATE assets SET lease_owner = NULL, lease_expires_at = NULL, "
+                "updated_at = now() WHERE status = 'pending' AND lease_owner IS NOT NULL "
+                "RETURNING id"
+            )).all())
+    return out
