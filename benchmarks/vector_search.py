@@ -157,6 +157,36 @@ def build_halfvec(url: str) -> dict[str, Any]:
         }
 
 
+def hnsw_sweep(url: str, params: list[tuple[int, int]], queries: np.ndarray,
+               truth: np.ndarray, id_of_row: np.ndarray) -> list[dict[str, Any]]:
+    """Build time, size, recall and latency for several (m, ef_construction) settings,
+    on the narrow vector table, unfiltered, at two ef_search values."""
+    import psycopg
+
+    rows = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_vector")
+        conn.execute(f"CREATE TABLE bench_vector AS SELECT id, tags, embedding::vector({DIM}) "
+                     "AS embedding FROM assets ORDER BY id")
+        conn.execute("VACUUM ANALYZE bench_vector")
+        for m, efc in params:
+            conn.execute("DROP INDEX IF EXISTS bench_vector_hnsw")
+            _build_settings(conn)
+            with Timer() as t:
+                conn.execute(
+                    "CREATE INDEX bench_vector_hnsw ON bench_vector USING hnsw "
+                    f"(embedding vector_cosine_ops) WITH (m = {int(m)}, "
+                    f"ef_construction = {int(efc)})"
+                )
+            mb = conn.execute("SELECT pg_relation_size('bench_vector_hnsw')").fetchone()[0]
+            for ef in (40, 100):
+                run = raw_runner(conn, "bench_vector", "vector", None, ef, id_of_row)
+                rows.append({"m": m, "ef_construction": efc, "build_s": round(t.seconds, 1),
+                             "hnsw_mb": round(mb / 2**20, 1), "ef_search": ef,
+                             **measure(run, queries, truth)})
+    return rows
+
+
 def measure(run: Callable[[np.ndarray], list[int]], queries: np.ndarray,
             truth: np.ndarray) -> dict[str, Any]:
     run(queries[0])  # warm the cache and the connection
@@ -209,12 +239,21 @@ def raw_runner(conn: Any, table: str, typ: str, tag: str | None, ef: int,
     return run
 
 
+class _Done(Exception):
+    """Leave the measurements early (--only-sweep)."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--no-halfvec", action="store_true", help="skip the halfvec comparison")
+    ap.add_argument("--hnsw-sweep", action="store_true",
+                    help="also build indexes with (m, ef_construction) = (8, 32), (16, 64), "
+                    "(32, 128) and compare them")
+    ap.add_argument("--only-sweep", action="store_true",
+                    help="skip the product path and halfvec runs (with --hnsw-sweep)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
 
@@ -246,6 +285,14 @@ def main() -> None:
                 with psycopg.connect(url) as conn:
                     ids = conn.execute("SELECT id FROM assets ORDER BY id").fetchall()
                 id_of_row = np.array([r[0] for r in ids])  # COPY kept row order
+
+                if args.hnsw_sweep:
+                    sweep = hnsw_sweep(url, [(8, 32), (16, 64), (32, 128)], queries,
+                                       truth[None], id_of_row)
+                    tables["HNSW build parameters (unfiltered)"] = sweep
+                    result["hnsw_sweep"] = sweep
+                if args.only_sweep:
+                    raise _Done
 
                 # 1. The product's path with its defaults, and with the exact plan turned off
                 #    (every query walks the HNSW graph with the iterative scan).
@@ -292,6 +339,8 @@ def main() -> None:
                          "hnsw_mb": sizes["halfvec_hnsw_mb"],
                          "hnsw_build_s": sizes["halfvec_hnsw_build_seconds"]},
                     ]
+        except _Done:
+            pass
         finally:
             reset_engines()
             embedded.stop(home)
