@@ -157,6 +157,39 @@ def build_halfvec(url: str) -> dict[str, Any]:
         }
 
 
+def exact_storage(url: str, queries: np.ndarray, truth: np.ndarray, tag: str,
+                  id_of_row: np.ndarray) -> list[dict[str, Any]]:
+    """The exact plan (filter, then sort every match) against three storages of the same
+    vectors: `vector` as pgvector stores it (a 512-d vector, 2 KB, is moved out of line into
+    TOAST), `vector` with STORAGE PLAIN (kept in the row), and `halfvec` (1 KB, in the row)."""
+    import psycopg
+
+    out = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_vector_plain")
+        conn.execute(f"CREATE TABLE bench_vector_plain (id bigint, tags text[], "
+                     f"embedding vector({DIM}))")
+        conn.execute("ALTER TABLE bench_vector_plain ALTER COLUMN embedding SET STORAGE PLAIN")
+        conn.execute("INSERT INTO bench_vector_plain SELECT id, tags, embedding FROM bench_vector")
+        conn.execute("CREATE INDEX bench_vector_plain_tags ON bench_vector_plain USING gin (tags)")
+        conn.execute("VACUUM ANALYZE bench_vector_plain")
+        for table, typ, label in (("bench_vector", "vector", "vector (TOAST, default)"),
+                                  ("bench_vector_plain", "vector", "vector STORAGE PLAIN"),
+                                  ("bench_halfvec", "halfvec", "halfvec")):
+            row_of_id = {int(i): r for r, i in enumerate(id_of_row)}
+            sql = (f"SELECT id FROM {table} WHERE tags @> %(tags)s "
+                   f"ORDER BY embedding <=> %(q)s::{typ}, id LIMIT {K}")
+
+            def run(q: np.ndarray, sql: str = sql, row_of_id: dict = row_of_id) -> list[int]:
+                with conn.transaction():
+                    conn.execute("SET LOCAL enable_indexscan = off")  # no HNSW: exact
+                    rows = conn.execute(sql, {"q": str(q.tolist()), "tags": [tag]}).fetchall()
+                return [row_of_id[r[0]] for r in rows]
+
+            out.append({"storage": label, "filter": tag, **measure(run, queries, truth)})
+    return out
+
+
 def hnsw_sweep(url: str, params: list[tuple[int, int]], queries: np.ndarray,
                truth: np.ndarray, id_of_row: np.ndarray) -> list[dict[str, Any]]:
     """Build time, size, recall and latency for several (m, ef_construction) settings,
@@ -233,6 +266,7 @@ def raw_runner(conn: Any, table: str, typ: str, tag: str | None, ef: int,
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
             conn.execute("SET LOCAL hnsw.max_scan_tuples = 20000")
+            conn.execute("SET LOCAL enable_sort = off")  # as nearest(): walk the index
             rows = conn.execute(sql, {"q": str(q.tolist()), "tags": [tag]}).fetchall()
         return [row_of_id[r[0]] for r in rows]
 
@@ -323,12 +357,15 @@ def main() -> None:
                     result["halfvec_sizes"] = build_halfvec(url)
                     hv_rows = []
                     with psycopg.connect(url, autocommit=True) as conn:
-                        for tag in (None, "s50", "s10"):
+                        for tag in (None, "s50", "s10", "s1"):
                             for table, typ in (("assets", "vector"), ("bench_halfvec", "halfvec")):
                                 run = raw_runner(conn, table, typ, tag, 100, id_of_row)
                                 m = measure(run, queries, truth[tag])
                                 hv_rows.append({"storage": typ, "filter": tag or "none", **m})
                     tables["vector vs halfvec (HNSW plan, ef_search=100)"] = hv_rows
+                    ex = exact_storage(url, queries, truth["s10"], "s10", id_of_row)
+                    tables["exact plan by storage (filter s10)"] = ex
+                    result["exact_storage"] = ex
                     result["halfvec"] = hv_rows
                     sizes = result["halfvec_sizes"]
                     tables["storage sizes (MB) and build time (s)"] = [
