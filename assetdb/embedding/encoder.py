@@ -28,18 +28,6 @@ class Encoder(Protocol):
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
-    def _resize_spec(self) -> tuple[int | None, int]:
-        # What the processor's resize does, so decode threads can do it ahead of time
-        # (assetdb.embedding.preprocess). None: the processor resizes in another way.
-        proc = getattr(self._clip.processor, "image_processor", None)
-        size = getattr(proc, "size", None) or {}
-        edge = size.get("shortest_edge") if hasattr(size, "get") else None
-        longest = size.get("longest_edge") if hasattr(size, "get") else None
-        resample = getattr(proc, "resample", None)
-        if not edge or longest or not getattr(proc, "do_resize", True) or resample is None:
-            return None, int(Image.Resampling.BICUBIC)
-        return int(edge), int(resample)
-
     @property
     def logit_scale(self) -> float: ...
 
