@@ -113,6 +113,7 @@ class SentenceTransformerClip:
         self._cap_text_length()
         self.dimension = int(self.encode_texts([""]).shape[1])
         self.image_size = self._image_size()
+        self.resize_shortest_edge, self.resize_resample = self._resize_spec()
 
     def _find_clip_module(self) -> Any:
         first = self.model[0]
@@ -137,6 +138,18 @@ class SentenceTransformerClip:
             if value:
                 return int(value)
         return 224
+
+    def _resize_spec(self) -> tuple[int | None, int]:
+        # What the processor's resize does, so decode threads can do it ahead of time
+        # (assetdb.embedding.preprocess). None: the processor resizes in another way.
+        proc = getattr(self._clip.processor, "image_processor", None)
+        size = getattr(proc, "size", None) or {}
+        edge = size.get("shortest_edge") if hasattr(size, "get") else None
+        longest = size.get("longest_edge") if hasattr(size, "get") else None
+        resample = getattr(proc, "resample", None)
+        if not edge or longest or not getattr(proc, "do_resize", True) or resample is None:
+            return None, int(Image.Resampling.BICUBIC)
+        return int(edge), int(resample)
 
     @property
     def logit_scale(self) -> float:

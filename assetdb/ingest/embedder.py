@@ -1,5 +1,7 @@
 """Embed image files: decode in a thread pool one batch ahead of the encoder, so that
-decoding (which releases the GIL) overlaps with inference."""
+decoding (which releases the GIL) overlaps with inference. The decode threads also do the
+processor's resize (JPEG draft decode, then bicubic to the model's scale), so the
+inference thread gets images that are already small (docs/performance.md has the figures)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,15 @@ from PIL import Image
 
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image
+from assetdb.embedding.preprocess import fit_shortest_edge
 from assetdb.errors import ImageError
 
 Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
 
 
-def _load(path: Path, min_size: int) -> Image.Image | str:
+def _load(path: Path, min_size: int, edge: int | None, resample: int) -> Image.Image | str:
     try:
-        return load_image(path, min_size)
+        return fit_shortest_edge(load_image(path, min_size), edge, resample)
     except ImageError as exc:
         return str(exc)
     except MemoryError:
@@ -48,10 +51,13 @@ def embed_paths(
     """Yield one list of results per batch, in input order."""
     batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     min_size = encoder.image_size
+    # Encoders that do not say how their processor resizes get full-size images.
+    edge = getattr(encoder, "resize_shortest_edge", None)
+    resample = getattr(encoder, "resize_resample", Image.Resampling.BICUBIC)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
         def submit(batch: list[Path]) -> list[Future[Image.Image | str]]:
-            return [pool.submit(_load, p, min_size) for p in batch]
+            return [pool.submit(_load, p, min_size, edge, resample) for p in batch]
 
         ahead = submit(batches[0]) if batches else []
         for i, batch in enumerate(batches):

@@ -103,6 +103,11 @@ def nearest(
         _set_local(conn, "hnsw.iterative_scan", "relaxed_order")
         _set_local(conn, "hnsw.ef_search", str(max(ef_search, k)))
         _set_local(conn, "hnsw.max_scan_tuples", str(max(20_000, k * 1_000)))
+        # Many rows match, so walk the graph. Left alone, the planner may instead sort every
+        # matching row (GIN bitmap + sort): its cost model does not see that each 512-d
+        # vector is a TOAST fetch, and that plan measured 1.3 s at 50k rows against ~10 ms
+        # for the index (docs/performance.md). Only the index gives this order unsorted.
+        _set_local(conn, "enable_sort", "off")
         inner = (
             select(*columns).where(*clauses).order_by(distance).limit(k)
         ).cte("approx").prefix_with("MATERIALIZED")
@@ -110,6 +115,8 @@ def nearest(
     if filters.min_similarity is not None:
         query = query.where(query.selected_columns.distance <= 1.0 - filters.min_similarity)
     rows = conn.execute(query.limit(k)).all()
+    if not exact:
+        _set_local(conn, "enable_sort", "on")  # for whatever else runs in this transaction
     found = _classifications(conn, [r.id for r in rows])
     return [
         Hit(id=r.id, uri=r.uri, title=r.title, similarity=round(1.0 - float(r.distance), 6),
