@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
-from assetdb.cli.output import print_json, print_table, progress_bar
+from assetdb.cli.output import LazyProgress, print_json, print_table
 from assetdb.errors import AssetdbError
 
 LABELS_HELP = "Labels, comma-separated (repeatable): 'cat,dog,car'."
@@ -109,25 +109,15 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
     if not set_name:
         template_list = _templates(templates)
     encoder = load_model(settings)
-    bar = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        bar = progress_bar(total, "classify", unit="asset")
-
-    common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, keep_results=as_json,
-                                  on_total=on_total,
-                                  progress=lambda n: bar.update(n) if bar else None)
-    try:
+    with LazyProgress("classify", unit="asset") as bar:
+        common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, keep_results=as_json,
+                                      on_total=bar.on_total, progress=bar.update)
         if set_name:
             report = service.classify_with_set(settings, encoder, set_name, **common)
         else:
             report = service.classify_catalogue(
                 settings, encoder, labels=labels or [], templates=template_list,
                 field=field or service.DEFAULT_FIELD, **common)
-    finally:
-        if bar is not None:
-            bar.close()
     if as_json:
         print_json(report.as_dict())
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from assetdb.cli.common import filter_options, filters_from, get_settings, json_option
-from assetdb.cli.output import kv_lines, print_json, progress_bar
+from assetdb.cli.output import LazyProgress, kv_lines, print_json
 
 
 @click.command()
@@ -35,18 +35,9 @@ def export(fmt: str, out: Path, as_json: bool, **kwargs: object) -> None:
 
     settings = get_settings()
     filters = filters_from(kwargs)
-    bar = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        bar = progress_bar(total, "export", unit="row")
-
-    try:
-        report = run_export(settings, filters, fmt, out.expanduser(), on_total=on_total,
-                            progress=lambda n: bar.update(n) if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+    with LazyProgress("export", unit="row") as bar:
+        report = run_export(settings, filters, fmt, out.expanduser(), on_total=bar.on_total,
+                            progress=bar.update)
     if as_json:
         print_json(report.as_dict())
     else:

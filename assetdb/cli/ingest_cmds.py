@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from assetdb.cli.common import get_settings, json_option, load_model
-from assetdb.cli.output import print_json, progress_bar
+from assetdb.cli.output import LazyProgress, print_json
 
 
 @click.command()
@@ -40,21 +40,11 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
 
     settings = get_settings()
     encoder = None if no_embed else load_model(settings)
-    bar = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        bar = progress_bar(total, "ingest")
-
-    try:
+    with LazyProgress("ingest") as bar:
         report = run_ingest(
             settings, paths, recursive=recursive, metadata_file=metadata_file,
-            encoder=encoder, embed=not no_embed,
-            progress=lambda n: bar.update(n) if bar else None, on_total=on_total,
+            encoder=encoder, embed=not no_embed, progress=bar.update, on_total=bar.on_total,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     if as_json:
         print_json(report.as_dict())
     else:

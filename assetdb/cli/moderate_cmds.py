@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
-from assetdb.cli.output import print_json, print_table, progress_bar
+from assetdb.cli.output import LazyProgress, print_json, print_table
 from assetdb.errors import AssetdbError
 
 
@@ -119,19 +119,9 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
             click.echo("")
         return
 
-    bar = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        bar = progress_bar(total, "moderate", unit="asset")
-
-    try:
+    with LazyProgress("moderate", unit="asset") as bar:
         report = service.moderate(settings, encoder, policies, filters=filters, apply=apply,
-                                  on_total=on_total,
-                                  progress=lambda n: bar.update(n) if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+                                  on_total=bar.on_total, progress=bar.update)
     if as_json:
         print_json(report.as_dict())
         return

@@ -62,6 +62,28 @@ def progress_bar(total: int, desc: str, unit: str = "file"):  # noqa: ANN201 - t
                 file=sys.stderr, dynamic_ncols=True)
 
 
+class LazyProgress:
+    """Progress callbacks for a service that reports its total first: the bar appears on
+    `on_total`, moves on `update`, and is closed when the `with` block ends."""
+
+    def __init__(self, desc: str, unit: str = "file") -> None:
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def on_total(self, total: int) -> None:
+        self.bar = progress_bar(total, self.desc, self.unit)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def kv_lines(pairs: Iterable[tuple[str, Any]]) -> None:
     pairs = list(pairs)
     width = max((len(k) for k, _ in pairs), default=0)

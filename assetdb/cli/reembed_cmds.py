@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
-from assetdb.cli.output import print_json, progress_bar
+from assetdb.cli.output import LazyProgress, print_json
 
 
 @click.command()
@@ -52,20 +52,11 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
         return
     filters = filters_from(kwargs)
     encoder = load_model(settings, model or service.database_model(settings))
-    bar = None
-
-    def on_total(total: int) -> None:
-        nonlocal bar
-        bar = progress_bar(total, "re-embed", unit="asset")
-
-    with stop_on_signals("stopping after the current batch; run again to resume") as stop:
-        try:
-            report = service.reembed(
-                settings, encoder, filters=filters, batch_size=batch_size, stop=stop,
-                progress=lambda n: bar.update(n) if bar else None, on_total=on_total)
-        finally:
-            if bar is not None:
-                bar.close()
+    with (stop_on_signals("stopping after the current batch; run again to resume") as stop,
+          LazyProgress("re-embed", unit="asset") as bar):
+        report = service.reembed(
+            settings, encoder, filters=filters, batch_size=batch_size, stop=stop,
+            progress=bar.update, on_total=bar.on_total)
     if as_json:
         print_json(report.as_dict())
     else:
