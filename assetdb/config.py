@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assetdb.errors import ConfigError
 
@@ -17,17 +18,27 @@ def _default_home() -> Path:
     return Path(base) / "assetdb"
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
+def env_number(name: str, default: float, minimum: float = 0, cast: type = int) -> Any:
+    """A number from the environment (int or float by `cast`), with a clear error."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        what = "an integer" if cast is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    return env_number(name, default, minimum, int)
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    return env_number(name, default, minimum, float)
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,12 @@ class Settings:
             model=os.environ.get("ASSETDB_MODEL") or DEFAULT_MODEL,
             model_is_explicit=bool(os.environ.get("ASSETDB_MODEL")),
             device=os.environ.get("ASSETDB_DEVICE") or None,
-            batch_size=_int("ASSETDB_BATCH_SIZE", 32, minimum=1),
-            decode_workers=_int("ASSETDB_DECODE_WORKERS", max(2, os.cpu_count() or 2), minimum=1),
+            batch_size=env_int("ASSETDB_BATCH_SIZE", 32, minimum=1),
+            decode_workers=env_int("ASSETDB_DECODE_WORKERS", max(2, os.cpu_count() or 2), 1),
             # Below this many matching rows a filtered search scans them exactly
             # instead of walking the HNSW graph: exact, and cheaper at that size.
-            exact_search_max_rows=_int("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000),
-            hnsw_ef_search=_int("ASSETDB_HNSW_EF_SEARCH", 100, minimum=1),
+            exact_search_max_rows=env_int("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000),
+            hnsw_ef_search=env_int("ASSETDB_HNSW_EF_SEARCH", 100, minimum=1),
         )
 
 

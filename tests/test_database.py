@@ -164,3 +164,16 @@ def test_unusable_home_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("ASSETDB_HOME", str(not_a_dir / "home"))
     result = run_cli("db", "url")
     assert result.exit_code == 1 and "cannot use ASSETDB_HOME" in result.output
+
+
+@pytest.mark.parametrize("name, value, args, message", [
+    ("ASSETDB_BATCH_SIZE", "lots", ["stats"], "ASSETDB_BATCH_SIZE must be an integer"),
+    ("ASSETDB_BATCH_SIZE", "0", ["stats"], "ASSETDB_BATCH_SIZE must be >= 1"),
+    ("ASSETDB_LEASE_SECONDS", "soon", ["worker", "--once"],
+     "ASSETDB_LEASE_SECONDS must be a number"),
+])
+def test_bad_settings_are_clear_errors(initialised, monkeypatch, name, value, args, message):
+    monkeypatch.setenv(name, value)
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output

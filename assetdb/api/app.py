@@ -31,12 +31,12 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
 
 
 def api_config_from_env() -> ApiConfig:
-    from assetdb.config import _int
+    from assetdb.config import env_int
 
     return ApiConfig(
         token=os.environ.get("ASSETDB_API_TOKEN") or None,
-        max_upload_bytes=_int("ASSETDB_API_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB, 1) * 2**20,
-        max_results=min(_int("ASSETDB_API_MAX_RESULTS", DEFAULT_MAX_RESULTS, 1), MAX_K),
+        max_upload_bytes=env_int("ASSETDB_API_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB, 1) * 2**20,
+        max_results=min(env_int("ASSETDB_API_MAX_RESULTS", DEFAULT_MAX_RESULTS, 1), MAX_K),
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from assetdb.classify.auto import apply_auto_classification
-from assetdb.config import Settings, _int
+from assetdb.config import Settings, env_float, env_int
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
@@ -40,19 +40,6 @@ EncoderLoader = Callable[[str], Encoder]  # model name -> encoder
 # Model batches per claim: decoding of each batch after the first overlaps inference of
 # the one before; small enough that the tail of a queue still spreads over workers.
 CLAIM_BATCHES = 4
-
-
-def _float_env(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -68,10 +55,10 @@ class WorkerOptions:
     def from_env(cls, settings: Settings, **overrides: Any) -> WorkerOptions:
         values: dict[str, Any] = {
             "batch_size": settings.batch_size,
-            "lease_seconds": _float_env("ASSETDB_LEASE_SECONDS", 600.0, 0.1),
-            "max_attempts": _int("ASSETDB_MAX_ATTEMPTS", 3, minimum=1),
-            "retry_delay": _float_env("ASSETDB_RETRY_DELAY", 30.0, 0.0),
-            "poll_seconds": _float_env("ASSETDB_POLL_SECONDS", 2.0, 0.01),
+            "lease_seconds": env_float("ASSETDB_LEASE_SECONDS", 600.0, 0.1),
+            "max_attempts": env_int("ASSETDB_MAX_ATTEMPTS", 3, minimum=1),
+            "retry_delay": env_float("ASSETDB_RETRY_DELAY", 30.0, 0.0),
+            "poll_seconds": env_float("ASSETDB_POLL_SECONDS", 2.0, 0.01),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         opts = cls(**values)
