@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,13 +41,21 @@ def tiny_model_dir_64(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            words=TINY_WORDS, embed_dim=64, seed=1)
 
 
+def server_dir() -> Path:
+    """A directory the embedded server's own user can reach. Not under pytest's tmp_path:
+    pytest keeps /tmp/pytest-of-<user> at mode 0700 (and re-applies it when another pytest
+    starts), which locks out PostgreSQL, which runs as another user when tests run as root."""
+    return Path(tempfile.mkdtemp(prefix="assetdb-test-"))
+
+
 @pytest.fixture(scope="session")
-def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("assetdb-home")
+def pg_home() -> Iterator[Path]:
+    home = server_dir()
     embedded.start(home)
     yield home
     reset_engines()
     embedded.stop(home)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("assetdb.cli.search_cmds", "search"),
     "similar": ("assetdb.cli.search_cmds", "similar"),
     "stats": ("assetdb.cli.db_cmds", "stats"),
+    "demo": ("assetdb.cli.demo_cmds", "demo"),
+    "finetune": ("assetdb.cli.train_cmds", "finetune"),
+    "eval": ("assetdb.cli.train_cmds", "evaluate"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -27,6 +30,9 @@ SHORT_HELP: dict[str, str] = {
     "search": "Find assets that match a text description.",
     "similar": "Find assets that look like an asset or an image file.",
     "stats": "Counts by status, kind and model; database and model.",
+    "demo": "Offline demo: generate, ingest and search a shapes catalogue.",
+    "finetune": "Fine-tune a CLIP model on (image, caption) pairs.",
+    "eval": "Zero-shot accuracy on class folders, or recall@K on pairs.",
 }
 
 
