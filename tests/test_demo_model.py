@@ -58,7 +58,7 @@ def test_shipped_model_is_small_and_loads_like_any_model(demo_encoder):
     size = sum(p.stat().st_size for p in MODEL_DIR.rglob("*") if p.is_file())
     assert size <= 10 * 1024 * 1024
     assert (MODEL_DIR / "model.safetensors").is_file()
-    assert demo_encoder.dimension > 0 and demo_encoder.image_size == shapes.IMAGE_SIDE
+    assert demo_encoder.dimension > 0 and demo_encoder.image_size == 48
     vectors = demo_encoder.encode_texts(["a red circle", "a blue star"])
     assert float(vectors[0] @ vectors[1]) < 0.99
 

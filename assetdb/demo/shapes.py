@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,21 +28,24 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "white": (245, 245, 245),
     "black": (20, 20, 20),
 }
-SIZES = {"small": (0.24, 0.30), "large": (0.38, 0.48)}  # radius as a fraction of the side
+SIZES = {"small": (0.28, 0.34), "large": (0.44, 0.54)}  # radius as a fraction of the side
 IMAGE_SIDE = 64
 
-# Caption forms used for training; the first is the canonical caption of an image.
-CAPTION_FORMS = (
-    "a {size} {color} {shape} on a {background} background",
-    "a {color} {shape} on a {background} background",
-    "a {size} {color} {shape}",
-    "a {color} {shape}",
-    "a photo of a {color} {shape}.",
-    "a photo of a {shape}.",
-    "a {shape}",
-    "a {size} {shape}",
-    "a {color} shape on a {background} background",
-)
+# Caption forms used for training, with weights; the first is an image's canonical caption.
+# Shape-only forms are frequent on purpose: colour alone separates most pairs in a batch,
+# and without them a small model learns colour long before shape.
+CAPTION_FORMS: dict[str, int] = {
+    "a {size} {color} {shape} on a {background} background": 2,
+    "a {color} {shape} on a {background} background": 1,
+    "a {size} {color} {shape}": 1,
+    "a {color} {shape}": 2,
+    "a photo of a {color} {shape}.": 1,
+    "a photo of a {shape}.": 2,
+    "a {shape}": 2,
+    "a {size} {shape}": 1,
+    "a {color} shape on a {background} background": 1,
+}
+CANONICAL = next(iter(CAPTION_FORMS))
 # Templates that turn a shape name into a zero-shot prompt (all within the vocabulary).
 SHAPE_TEMPLATES = ("a photo of a {}.", "a {}")
 
@@ -63,7 +67,7 @@ class ShapeImage:
     radius: float
     angle: float  # degrees
 
-    def caption(self, form: str = CAPTION_FORMS[0]) -> str:
+    def caption(self, form: str = CANONICAL) -> str:
         return form.format(shape=self.shape, color=self.color, size=self.size,
                            background=self.background)
 
@@ -124,8 +128,9 @@ def sample(rng: random.Random, side: int = IMAGE_SIDE, *, shape: str | None = No
     background = rng.choice([c for c in COLORS if c != color])
     lo, hi = SIZES[size]
     radius = rng.uniform(lo, hi) * side / 2
-    margin = radius * 1.25
-    x, y = rng.uniform(margin, side - margin), rng.uniform(margin, side - margin)
+    # Positions vary around the centre, never cut by the edge.
+    lo_xy, hi_xy = max(radius * 1.25, side * 0.3), min(side - radius * 1.25, side * 0.7)
+    x, y = rng.uniform(lo_xy, hi_xy), rng.uniform(lo_xy, hi_xy)
     angle = rng.uniform(-20, 20)
     return ShapeImage(shape, color, size, background, round(x, 1), round(y, 1),
                       round(radius, 1), round(angle, 1))
@@ -154,9 +159,16 @@ def write_training_pairs(out_dir: Path, count: int, *, seed: int = 0) -> Path:
     pairs = out_dir / "pairs.jsonl"
     with pairs.open("w") as fh:
         for path, item in generate(out_dir / "images", count, seed=seed):
-            caption = item.caption(rng.choice(CAPTION_FORMS))
+            form = rng.choices(list(CAPTION_FORMS), weights=list(CAPTION_FORMS.values()))[0]
+            caption = item.caption(form)
             fh.write(json.dumps({"image": f"images/{path.name}", "caption": caption}) + "\n")
     return pairs
+
+
+def _english(caption: str) -> str:
+    # Training captions keep "a" before every colour (one fewer word to learn); titles
+    # are for people.
+    return re.sub(r"\ba orange\b", "an orange", caption)
 
 
 def write_catalogue(out_dir: Path, count: int, *, seed: int = 0) -> Path:
@@ -168,7 +180,7 @@ def write_catalogue(out_dir: Path, count: int, *, seed: int = 0) -> Path:
         for path, item in generate(out_dir / "images", count, seed=seed, balanced=True):
             fh.write(json.dumps({
                 "image_path": f"images/{path.name}",
-                "title": item.caption(),
+                "title": _english(item.caption()),
                 "tags": item.tags(),
                 "shape": item.shape, "color": item.color, "size": item.size,
                 "background": item.background,

@@ -160,7 +160,9 @@ def _stored_vectors(conn: Connection, shas: Iterable[str], model: str) -> dict[s
         ),
         {"shas": list(shas), "model": model},
     ).all()
-    return {r.sha256: np.asarray(r.embedding, dtype=np.float32) for r in rows}
+    # pgvector-python 0.5 loads vectors as pgvector.Vector, not as numpy arrays.
+    return {r.sha256: np.asarray(r.embedding.to_numpy() if hasattr(r.embedding, "to_numpy")
+                                 else r.embedding, dtype=np.float32) for r in rows}
 
 
 def ingest(

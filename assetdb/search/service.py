@@ -99,7 +99,9 @@ def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
             f"asset {asset_id} was embedded with {row.embedding_model!r}, not the database's "
             f"model {meta['model']!r}; re-embed it first"
         )
-    return np.asarray(row.embedding, dtype=np.float32)
+    # pgvector-python 0.5 loads vectors as pgvector.Vector, not as numpy arrays.
+    value = row.embedding
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, np.float32)
 
 
 def similar_to_asset(

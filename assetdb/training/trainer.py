@@ -222,7 +222,7 @@ def finetune(
                 on_step(step, total, value)
         losses.append(epoch_loss / max(1, steps_per_epoch))
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {losses[-1]:.4f}, "
-            f"temperature 1/{float(model.logit_scale.exp()):.1f}")
+            f"temperature 1/{float(model.logit_scale.detach().exp()):.1f}")
 
     after = _recall(clip, val_pixels, val_tokens, val_captions)
     log("after:  " + format_recall(after))
@@ -231,7 +231,8 @@ def finetune(
     return TrainReport(
         base=base, out=str(out.resolve()), train_pairs=len(train), val_pairs=len(val),
         epochs=cfg.epochs, steps=step, seconds=round(time.perf_counter() - started, 1),
-        before=before, after=after, logit_scale=float(model.logit_scale.exp()), losses=losses,
+        before=before, after=after, logit_scale=float(model.logit_scale.detach().exp()),
+        losses=losses,
     )
 
 
