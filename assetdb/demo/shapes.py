@@ -137,7 +137,7 @@ def sample(rng: random.Random, side: int = IMAGE_SIDE, *, shape: str | None = No
 
 
 def generate(out_dir: Path, count: int, *, seed: int = 0, side: int = IMAGE_SIDE,
-             balanced: bool = False) -> Iterator[tuple[Path, ShapeImage]]:
+             balanced: bool = False, mono: bool = False) -> Iterator[tuple[Path, ShapeImage]]:
     """Write `count` PNG files to out_dir; yield (path, what it shows). `balanced` cycles
     through every (shape, colour) pair, so each appears count / 48 times (+-1)."""
     rng = random.Random(seed)
@@ -146,23 +146,36 @@ def generate(out_dir: Path, count: int, *, seed: int = 0, side: int = IMAGE_SIDE
     combos = [(s, c) for s in SHAPES for c in COLORS]
     for i in range(count):
         shape, color = combos[i % len(combos)] if balanced else (None, None)
-        item = sample(rng, side, shape=shape, color=color)
+        item = sample(rng, side, shape=shape, color="black" if mono else color)
+        if mono:  # black on white: shape is all there is to see (first training stage)
+            item = ShapeImage(**{**asdict(item), "background": "white"})
         path = out_dir / f"{item.color}-{item.shape}-{i:0{width}d}.png"
         render(item, rng, side).save(path, compress_level=1)
         yield path, item
 
 
-def write_training_pairs(out_dir: Path, count: int, *, seed: int = 0) -> Path:
-    """Images plus pairs.jsonl with one caption per image, the caption form drawn at random."""
+SHAPE_ONLY_FORMS: dict[str, int] = {"a {shape}": 1, "a photo of a {shape}.": 1}
+
+
+def write_pairs(items: list[tuple[Path, ShapeImage]], pairs: Path,
+                forms: dict[str, int] = CAPTION_FORMS, *, seed: int = 0) -> Path:
+    """pairs.jsonl for `assetdb finetune`: one caption per image, its form drawn at random
+    with the forms' weights; image paths relative to the pairs file."""
     rng = random.Random(seed + 1_000_003)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = out_dir / "pairs.jsonl"
     with pairs.open("w") as fh:
-        for path, item in generate(out_dir / "images", count, seed=seed):
-            form = rng.choices(list(CAPTION_FORMS), weights=list(CAPTION_FORMS.values()))[0]
-            caption = item.caption(form)
-            fh.write(json.dumps({"image": f"images/{path.name}", "caption": caption}) + "\n")
+        for path, item in items:
+            form = rng.choices(list(forms), weights=list(forms.values()))[0]
+            fh.write(json.dumps({"image": str(path.relative_to(pairs.parent)),
+                                 "caption": item.caption(form)}) + "\n")
     return pairs
+
+
+def write_training_pairs(out_dir: Path, count: int, *, seed: int = 0,
+                         forms: dict[str, int] = CAPTION_FORMS) -> Path:
+    """Images plus pairs.jsonl with one caption per image."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = list(generate(out_dir / "images", count, seed=seed))
+    return write_pairs(items, out_dir / "pairs.jsonl", forms, seed=seed)
 
 
 def _english(caption: str) -> str:
