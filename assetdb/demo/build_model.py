@@ -34,7 +34,7 @@ RECIPE = {
     "stages": [
         {"images": "mono", "forms": "shape-only", "epochs": 7, "lr": 2e-3},
         {"images": "colour", "forms": "shape-only", "epochs": 8, "lr": 1e-3},
-        {"images": "colour", "forms": "all", "epochs": 10, "lr": 1e-3},
+        {"images": "colour", "forms": "all", "epochs": 30, "lr": 1e-3},
     ],
     "common": {"batch_size": 64, "weight_decay": 0.05, "val_fraction": 0.1,
                "warmup_fraction": 0.05},
