@@ -31,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("assetdb.cli.worker_cmds", "status"),
     "retry": ("assetdb.cli.worker_cmds", "retry"),
     "reembed": ("assetdb.cli.reembed_cmds", "reembed"),
+    "demo": ("assetdb.cli.demo_cmds", "demo"),
+    "finetune": ("assetdb.cli.train_cmds", "finetune"),
+    "eval": ("assetdb.cli.train_cmds", "evaluate"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -53,6 +56,9 @@ SHORT_HELP: dict[str, str] = {
     "status": "Workers, leases, recent failures and re-embed progress.",
     "retry": "Queue failed assets again for the workers.",
     "reembed": "Move the catalogue to a new model with no search downtime.",
+    "demo": "Offline demo: generate, ingest and search a shapes catalogue.",
+    "finetune": "Fine-tune a CLIP model on (image, caption) pairs.",
+    "eval": "Zero-shot accuracy on class folders, or recall@K on pairs.",
 }
 
 

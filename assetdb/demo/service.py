@@ -1,0 +1,161 @@
+"""`assetdb demo` as a service: build a shapes catalogue, ingest it with the shipped demo
+model into an embedded PostgreSQL, and run searches whose answers are known.
+
+The demo keeps to its own home (a `demo` folder under ASSETDB_HOME by default) and its own
+embedded server, so it never mixes with a catalogue made with another model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+
+from assetdb.classify.concepts import ConceptRule, concept_scores
+from assetdb.classify.zeroshot import probabilities, text_prototypes
+from assetdb.config import Settings
+from assetdb.db import schema
+from assetdb.db.engine import connect
+from assetdb.demo import MODEL_DIR, shapes
+from assetdb.embedding.encoder import Encoder, load_encoder
+from assetdb.embedding.images import load_image
+from assetdb.errors import AssetdbError
+from assetdb.ingest.service import IngestReport, ingest
+from assetdb.search.filters import Filters
+from assetdb.search.query import Hit
+from assetdb.search.service import search_text, similar_to_asset
+
+CATALOGUE_SIZE = 288  # 6 images of each (shape, colour) pair
+HELD_OUT_SIZE = 96
+# (query, the shape and colour every result should show)
+TEXT_QUERIES = (
+    ("a red circle", "circle", "red"),
+    ("a large blue star", "star", "blue"),
+    ("a yellow triangle on a black background", "triangle", "yellow"),
+    ("a small green cross", "cross", "green"),
+)
+FILTERED_QUERY = ("a square", {"background": "white"})
+SIMILAR_TO = ("orange", "diamond")
+RULE = ConceptRule("star", contrasts=tuple(s for s in shapes.SHAPES if s != "star"),
+                   threshold=0.5, templates=shapes.SHAPE_TEMPLATES)
+
+Log = Callable[[str], None]
+
+
+def demo_settings(home: Path | None = None) -> Settings:
+    """The demo's settings: its own embedded server and the shipped model."""
+    base = Settings.from_env()
+    return dataclasses.replace(base, database_url=None,
+                               home=Path(home).expanduser() if home else base.home / "demo",
+                               model=str(MODEL_DIR))
+
+
+def load_demo_model(settings: Settings) -> Encoder:
+    if not (MODEL_DIR / "model.safetensors").is_file():
+        raise AssetdbError(f"the demo model is missing from {MODEL_DIR}; rebuild it with "
+                           "`python -m assetdb.demo.build_model --out assetdb/demo/model`")
+    return load_encoder(str(MODEL_DIR), device=settings.device, batch_size=settings.batch_size)
+
+
+def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) -> IngestReport:
+    """Generate the catalogue (once), initialise the database, ingest (idempotent)."""
+    folder = settings.home / "catalogue"
+    sidecar = folder / "metadata.jsonl"
+    if not sidecar.is_file():
+        log(f"Generating {CATALOGUE_SIZE} shape images in {folder} ...")
+        shapes.write_catalogue(folder, CATALOGUE_SIZE, seed=7)
+    log(f"Starting the embedded PostgreSQL in {settings.home} ...")
+    with connect(settings) as conn:
+        meta = schema.read_meta(conn)
+        if meta and meta["model"] != encoder.name:
+            raise AssetdbError(
+                f"the demo database in {settings.home} was made with the model "
+                f"{meta['model']!r}; run the demo with another --home")
+        schema.upgrade(conn, encoder.name, encoder.dimension)
+    from assetdb.db.engine import reset_engines
+
+    reset_engines()  # new connections register the vector type now that it exists
+    log("Ingesting the catalogue ...")
+    return ingest(settings, [str(folder / "images")], metadata_file=sidecar, encoder=encoder)
+
+
+@dataclass
+class Search:
+    title: str
+    command: str  # the equivalent CLI command, to try by hand
+    hits: list[Hit]
+    expected: tuple[str, ...]  # tags every right answer carries (shape, colour, ...)
+
+    def correct(self, hit: Hit) -> bool:
+        return all(tag in hit.tags for tag in self.expected)
+
+
+def text_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Search]:
+    return [Search(f"text: {q!r}", f'assetdb search "{q}" -k {k}',
+                   search_text(settings, encoder, q, k=k), (shape, color))
+            for q, shape, color in TEXT_QUERIES]
+
+
+def filtered_search(settings: Settings, encoder: Encoder, k: int = 5) -> Search:
+    query, meta = FILTERED_QUERY
+    opts = " ".join(f"--meta {key}={value}" for key, value in meta.items())
+    hits = search_text(settings, encoder, query, k=k, filters=Filters(metadata=meta))
+    return Search(f"text {query!r}, filtered by {opts}", f'assetdb search "{query}" {opts}',
+                  hits, (query.split()[-1], f"on-{meta['background']}"))
+
+
+def similar_search(settings: Settings, k: int = 5) -> Search:
+    color, shape = SIMILAR_TO
+    with connect(settings) as conn:
+        row = conn.execute(
+            text("SELECT id, title FROM assets WHERE tags @> CAST(:t AS text[]) "
+                 "AND status = 'ready' ORDER BY id LIMIT 1"), {"t": [color, shape]}).first()
+    if row is None:
+        raise AssetdbError(f"the demo catalogue has no {color} {shape}")
+    hits = similar_to_asset(settings, row.id, k=k)
+    return Search(f"similar to asset {row.id} ({row.title})", f"assetdb similar {row.id} -k {k}",
+                  hits, (shape, color))
+
+
+@dataclass
+class Classified:
+    file: str
+    truth: str
+    predicted: str
+    probability: float
+
+
+def held_out_images(settings: Settings) -> list[tuple[Path, shapes.ShapeImage]]:
+    """New images (another seed) that the catalogue and the training set never saw."""
+    return shapes.write_class_folders(held_out_folder(settings), HELD_OUT_SIZE, seed=2024)
+
+
+def held_out_folder(settings: Settings) -> Path:
+    return settings.home / "held-out"
+
+
+def zero_shot(encoder: Encoder, items: list[tuple[Path, shapes.ShapeImage]]) -> list[Classified]:
+    vectors = encoder.encode_images([load_image(p, encoder.image_size) for p, _ in items])
+    labels = list(shapes.SHAPES)
+    probs = probabilities(vectors, text_prototypes(encoder, labels, shapes.SHAPE_TEMPLATES),
+                          encoder.logit_scale)
+    return [Classified(path.name, item.shape, labels[int(p.argmax())], float(p.max()))
+            for (path, item), p in zip(items, probs, strict=True)]
+
+
+def moderation(encoder: Encoder,
+               items: list[tuple[Path, shapes.ShapeImage]]) -> tuple[ConceptRule, int, int, int]:
+    """(rule, stars flagged, stars, others flagged) on the held-out images."""
+    vectors = encoder.encode_images([load_image(p, encoder.image_size) for p, _ in items])
+    flagged = concept_scores(encoder, vectors, RULE) >= RULE.threshold
+    is_star = np.array([item.shape == RULE.concept for _, item in items])
+    return RULE, int(flagged[is_star].sum()), int(is_star.sum()), int(flagged[~is_star].sum())
+
+
+def sample_rows(rows: list[Classified], n: int = 6, seed: int = 0) -> list[Classified]:
+    return random.Random(seed).sample(rows, min(n, len(rows)))

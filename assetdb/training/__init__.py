@@ -1,0 +1,1 @@
+"""Contrastive fine-tuning and retrieval evaluation of CLIP models."""

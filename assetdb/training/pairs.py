@@ -1,0 +1,87 @@
+"""(image path, caption) pairs from JSONL or CSV, for fine-tuning and evaluation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from assetdb.errors import AssetdbError
+
+IMAGE_KEYS = ("image", "image_path", "path", "file", "filename", "file_name")
+CAPTION_KEYS = ("caption", "text", "description", "title")
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    caption: str
+
+
+def _pick(row: dict, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        if row.get(key) not in (None, ""):
+            return row[key]
+    return None
+
+
+def _rows(path: Path) -> list[tuple[str, dict]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        out = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AssetdbError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise AssetdbError(f"{path}:{n}: each line must be a JSON object")
+            out.append((f"{path}:{n}", row))
+        return out
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            return [(f"{path}:{n}", dict(row)) for n, row in enumerate(csv.DictReader(fh), 2)]
+    raise AssetdbError(f"{path}: pairs must be a .jsonl or .csv file")
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    """Read pairs; image paths are relative to the pairs file's folder. Every image must
+    exist and every caption be non-empty, or nothing is returned (one clear error)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AssetdbError(f"pairs file not found: {path}")
+    pairs: list[Pair] = []
+    for where, row in _rows(path):
+        image, caption = _pick(row, IMAGE_KEYS), _pick(row, CAPTION_KEYS)
+        if image is None or caption is None:
+            raise AssetdbError(
+                f"{where}: needs an image path ({'/'.join(IMAGE_KEYS[:2])}) and a caption "
+                f"({'/'.join(CAPTION_KEYS[:2])})"
+            )
+        file = (path.parent / str(image)).expanduser()
+        if not file.is_file():
+            raise AssetdbError(f"{where}: image not found: {file}")
+        pairs.append(Pair(file.resolve(), str(caption).strip()))
+    if not pairs:
+        raise AssetdbError(f"{path}: no pairs")
+    return pairs
+
+
+def split_pairs(
+    pairs: Sequence[Pair], val_fraction: float, seed: int = 0
+) -> tuple[list[Pair], list[Pair]]:
+    """A seeded split by image, so no image sits on both sides."""
+    if not 0 < val_fraction < 1:
+        raise AssetdbError(f"the validation fraction must lie between 0 and 1, got {val_fraction}")
+    images = sorted({p.image for p in pairs})
+    random.Random(seed).shuffle(images)
+    n_val = max(1, round(len(images) * val_fraction))
+    if n_val >= len(images):
+        raise AssetdbError(f"too few images ({len(images)}) to hold out a validation split")
+    held = set(images[:n_val])
+    return [p for p in pairs if p.image not in held], [p for p in pairs if p.image in held]
