@@ -138,23 +138,19 @@ def test_zero_shot_accuracy_on_held_out_images(demo_encoder, tmp_path, monkeypat
 
 
 def test_moderation_rule_flags_the_intended_concept(demo_encoder, tmp_path):
-    from assetdb.classify.concepts import ConceptRule, flag
+    from assetdb.demo.service import flag_shape
     from assetdb.embedding.images import load_image
 
     items = shapes.write_class_folders(tmp_path / "m", 96, seed=777)
     vectors = demo_encoder.encode_images([load_image(p, demo_encoder.image_size)
                                           for p, _ in items])
-    rule = ConceptRule("star", contrasts=tuple(s for s in shapes.SHAPES if s != "star"),
-                       threshold=0.5, templates=shapes.SHAPE_TEMPLATES)
-    flagged = flag(demo_encoder, vectors, rule)
+    flagged = flag_shape(demo_encoder, vectors, "star")  # an issue-5 policy rule
     is_star = np.array([item.shape == "star" for _, item in items])
     assert flagged[is_star].mean() >= 0.9  # recall on the concept
     assert flagged[~is_star].mean() <= 0.05  # few false alarms
     # Another concept flags other images: the rule follows its text, not the data.
-    rule2 = ConceptRule("circle", contrasts=tuple(s for s in shapes.SHAPES if s != "circle"),
-                        templates=shapes.SHAPE_TEMPLATES)
     is_circle = np.array([item.shape == "circle" for _, item in items])
-    assert flag(demo_encoder, vectors, rule2)[is_circle].mean() >= 0.9
+    assert flag_shape(demo_encoder, vectors, "circle")[is_circle].mean() >= 0.9
 
 
 def test_demo_command_end_to_end(tmp_path: Path):

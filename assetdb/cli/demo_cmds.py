@@ -74,7 +74,7 @@ def demo(home: Path | None, as_json: bool) -> None:
             "zero_shot": {"images": len(classified), "accuracy": accuracy,
                           "labels": list(service.shapes.SHAPES),
                           "results": [c.__dict__ for c in classified]},
-            "moderation": {"concept": rule.concept, "threshold": rule.threshold,
+            "moderation": {"concept": rule.name, "threshold": rule.threshold,
                            "flagged_of_concept": stars_flagged, "concept_images": stars,
                            "flagged_others": others_flagged,
                            "other_images": len(held_out) - stars},
@@ -98,9 +98,9 @@ def demo(home: Path | None, as_json: bool) -> None:
         mark = "✓" if c.truth == c.predicted else "✗"
         click.echo(f"   {mark} {c.file:<24} true {c.truth:<8} predicted {c.predicted:<8} "
                    f"p={c.probability:.2f}")
-    click.echo(f"\n{n + 4}. Moderation rule: flag '{rule.concept}' when its zero-shot "
-               f"probability against the other shapes is >= {rule.threshold}")
-    click.echo(f"   flagged {stars_flagged}/{stars} {rule.concept}s and {others_flagged}/"
+    click.echo(f"\n{n + 4}. Moderation rule: flag '{rule.name}' when its similarity minus the "
+               f"best other shape's is >= {rule.threshold}")
+    click.echo(f"   flagged {stars_flagged}/{stars} {rule.name}s and {others_flagged}/"
                f"{len(held_out) - stars} other images")
     click.echo(f"""
 Try next (in this shell):

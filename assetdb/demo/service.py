@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from assetdb.classify.concepts import ConceptRule, concept_scores
+from assetdb.classify.policy import Policy, Rule, encode_policies, rule_scores
 from assetdb.classify.zeroshot import probabilities, text_prototypes
 from assetdb.config import Settings
 from assetdb.db import schema
@@ -41,8 +41,24 @@ TEXT_QUERIES = (
 )
 FILTERED_QUERY = ("a square", {"background": "white"})
 SIMILAR_TO = ("orange", "diamond")
-RULE = ConceptRule("star", contrasts=tuple(s for s in shapes.SHAPES if s != "star"),
-                   threshold=0.5, templates=shapes.SHAPE_TEMPLATES)
+def shape_rule(concept: str) -> Rule:
+    """A moderation rule (assetdb.classify.policy) for one shape: the score is the best
+    similarity to the shape's prompts minus the best similarity to any other shape's, so
+    threshold 0 flags the images whose nearest shape is this one."""
+    others = [s for s in shapes.SHAPES if s != concept]
+    return Rule(name=concept, threshold=0.0, action="flag",
+                texts=tuple(t.format(concept) for t in shapes.SHAPE_TEMPLATES),
+                counter_texts=tuple(t.format(o) for o in others for t in shapes.SHAPE_TEMPLATES))
+
+
+def flag_shape(encoder: Encoder, image_vectors: np.ndarray, concept: str) -> np.ndarray:
+    """(N,) booleans: the images the shape's moderation rule flags."""
+    rule = shape_rule(concept)
+    encoded = encode_policies(encoder, [Policy(name="demo", rules=(rule,))])[0]
+    return rule_scores(image_vectors, encoded) >= rule.threshold
+
+
+RULE = shape_rule("star")
 
 Log = Callable[[str], None]
 
@@ -149,11 +165,11 @@ def zero_shot(encoder: Encoder, items: list[tuple[Path, shapes.ShapeImage]]) -> 
 
 
 def moderation(encoder: Encoder,
-               items: list[tuple[Path, shapes.ShapeImage]]) -> tuple[ConceptRule, int, int, int]:
+               items: list[tuple[Path, shapes.ShapeImage]]) -> tuple[Rule, int, int, int]:
     """(rule, stars flagged, stars, others flagged) on the held-out images."""
     vectors = encoder.encode_images([load_image(p, encoder.image_size) for p, _ in items])
-    flagged = concept_scores(encoder, vectors, RULE) >= RULE.threshold
-    is_star = np.array([item.shape == RULE.concept for _, item in items])
+    flagged = flag_shape(encoder, vectors, RULE.name)
+    is_star = np.array([item.shape == RULE.name for _, item in items])
     return RULE, int(flagged[is_star].sum()), int(is_star.sum()), int(flagged[~is_star].sum())
 
 
