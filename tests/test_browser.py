@@ -107,8 +107,10 @@ def test_search_filter_detail_similar_in_chromium(site, browser, shots, tmp_path
     expect(page.locator("#grid .card .score").first).to_be_visible()
     scores = [float(s) for s in page.locator("#grid .card .score").all_inner_texts()]
     assert scores == sorted(scores, reverse=True)
+    # Arrow functions, not bare expressions: Playwright polls a bare expression with eval(),
+    # which the page's Content-Security-Policy (script-src 'self') rightly refuses.
     page.wait_for_function(
-        "[...document.querySelectorAll('#grid .thumb img')].slice(0, 8)"
+        "() => [...document.querySelectorAll('#grid .thumb img')].slice(0, 8)"
         ".every(i => i.complete && i.naturalWidth > 0)")
     assert "q=a+red+circle" in page.url  # the search is a shareable link
     shots(page, "laptop-results")
@@ -144,7 +146,7 @@ def test_search_filter_detail_similar_in_chromium(site, browser, shots, tmp_path
     similar_ids = [int(x) for x in page.eval_on_selector_all(
         "#d-similar .card", "els => els.map(e => e.dataset.id)")]
     assert ids["red-1.png"] not in similar_ids and similar_ids[0] == ids["red-2.png"]
-    page.wait_for_function("document.querySelector('#d-image').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('#d-image').naturalWidth > 0")
     shots(page, "laptop-detail")
 
     # "Show all similar" fills the grid with assets like this one.
@@ -197,7 +199,7 @@ def test_phone_layout_in_chromium(site, browser, shots):
         "getComputedStyle(document.querySelector('#grid')).gridTemplateColumns.split(' ').length")
     assert columns == 2
     page.wait_for_function(
-        "[...document.querySelectorAll('#grid .thumb img')].slice(0, 4)"
+        "() => [...document.querySelectorAll('#grid .thumb img')].slice(0, 4)"
         ".every(i => i.complete && i.naturalWidth > 0)")
     shots(page, "phone-results")
     page.click("#filters-toggle")
