@@ -31,10 +31,14 @@ RECIPE = {
     # 64 px images are read at 48 px: 6x6 patches of 8 px.
     "model": {"embed_dim": 64, "text_width": 64, "vision_width": 64, "layers": 3, "heads": 4,
               "image_size": 48, "patch_size": 8},
+    # Fresh images, many of them: 3,600 images seen 30 times were overfitted (training loss
+    # falling, held-out precision stuck at 0.62); 28,000 seen 4 times generalise.
     "stages": [
-        {"images": "mono", "forms": "shape-only", "epochs": 7, "lr": 2e-3},
-        {"images": "colour", "forms": "shape-only", "epochs": 8, "lr": 1e-3},
-        {"images": "colour", "forms": "all", "epochs": 30, "lr": 1e-3},
+        {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
+        {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
+         "data_seed": 2},
+        {"images": "colour", "forms": "all", "epochs": 4, "lr": 1e-3, "count": 28000,
+         "data_seed": 1},
     ],
     "common": {"batch_size": 64, "weight_decay": 0.05, "val_fraction": 0.1,
                "warmup_fraction": 0.05},
@@ -51,9 +55,15 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
     started = time.perf_counter()
     cpu0 = time.process_time()
     data = work / "data"
-    images = {kind: list(shapes.generate(data / kind, recipe["count"], seed=recipe["seed"],
-                                         mono=kind == "mono"))
-              for kind in {stage["images"] for stage in recipe["stages"]}}
+    # A stage may ask for its own number of images and data seed; stages that ask for the
+    # same (kind, count, seed) share one generated set.
+    images: dict[tuple[str, int, int], list] = {}
+    for stage in recipe["stages"]:
+        key = (stage["images"], stage.get("count", recipe["count"]),
+               stage.get("data_seed", recipe["seed"]))
+        if key not in images:
+            images[key] = list(shapes.generate(data / "-".join(map(str, key)), key[1],
+                                               seed=key[2], mono=key[0] == "mono"))
     base = build_tiny_clip(work / "base", words=shapes.vocabulary(), seed=recipe["seed"],
                            **recipe["model"])
 
@@ -67,7 +77,8 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
     for n, stage in enumerate(recipe["stages"], start=1):
         params = {**recipe["common"], **stage}
         kind, forms = params.pop("images"), FORMS[params.pop("forms")]
-        pairs = shapes.write_pairs(images[kind], data / f"pairs-{n}.jsonl", forms,
+        key = (kind, params.pop("count", recipe["count"]), params.pop("data_seed", recipe["seed"]))
+        pairs = shapes.write_pairs(images[key], data / f"pairs-{n}.jsonl", forms,
                                    seed=recipe["seed"] + n)
         target = out if n == len(recipe["stages"]) else work / f"stage-{n}"
         print(f"stage {n}: {kind} images, {stage['forms']} captions", file=sys.stderr,
