@@ -21,14 +21,6 @@ from tests.conftest import _with_database, run_cli
 CATALOGUE = 240  # 5 images of each (shape, colour) pair: top-5 can be all right
 
 
-# The shipped demo model is still below issue 8's bars (docs/finetune.md: top-5 shape+colour
-# precision 0.84 and zero-shot shape accuracy 0.87, against 0.90). These tests keep the
-# bars unchanged and run every time; strict, so the suite fails as soon as a better model
-# passes one of them, and its marker must then go.
-BELOW_BAR = pytest.mark.xfail(
-    strict=True, reason="demo model below issue 8's 0.9 bars; see docs/finetune.md")
-
-
 @pytest.fixture(scope="module")
 def demo_encoder():
     from assetdb.embedding.encoder import load_encoder
@@ -71,7 +63,6 @@ def test_shipped_model_is_small_and_loads_like_any_model(demo_encoder):
     assert float(vectors[0] @ vectors[1]) < 0.99
 
 
-@BELOW_BAR
 def test_text_queries_return_the_right_shape_and_colour(demo_db, demo_encoder):
     """The issue's bar: >= 90% of the top-5 results of every (colour, shape) query show
     that shape in that colour, on held-out images, through the real database."""
@@ -89,7 +80,6 @@ def test_text_queries_return_the_right_shape_and_colour(demo_db, demo_encoder):
     assert right / total >= 0.9, sorted(worst)[:8]
 
 
-@BELOW_BAR
 def test_full_caption_query_through_the_cli(demo_db):
     result = run_cli("search", "a large yellow star on a purple background", "-k", "5", "--json")
     assert result.exit_code == 0, result.output
@@ -122,20 +112,20 @@ def test_filters_narrow_correctly(demo_db, demo_encoder):
     assert json.loads(result.stdout) == []
 
 
-@BELOW_BAR
 def test_similar_image_search_finds_the_same_shape_and_colour(demo_db, demo_encoder):
     from assetdb.search.service import search_image
 
+    # Every (shape, colour) pair once: 48 queries, 144 results (12 queries moved the rate
+    # by 0.03 per result; docs/finetune.md has the rate on other seeds).
     query = shapes.write_class_folders(demo_db.home / "q", 48, seed=4321)
     right = total = 0
-    for path, item in query[::4]:
+    for path, item in query:
         hits = search_image(demo_db, demo_encoder, path, k=3)
         right += sum(item.shape in h.tags and item.color in h.tags for h in hits)
         total += len(hits)
     assert right / total >= 0.8
 
 
-@BELOW_BAR
 def test_zero_shot_accuracy_on_held_out_images(demo_encoder, tmp_path, monkeypatch):
     monkeypatch.setenv("ASSETDB_MODEL", str(MODEL_DIR))
     shapes.write_class_folders(tmp_path / "classes", 120, seed=31337)
@@ -149,12 +139,12 @@ def test_zero_shot_accuracy_on_held_out_images(demo_encoder, tmp_path, monkeypat
     assert data["accuracy"] >= 0.9, data["per_class"]
 
 
-@BELOW_BAR
 def test_moderation_rule_flags_the_intended_concept(demo_encoder, tmp_path):
     from assetdb.demo.service import flag_shape
     from assetdb.embedding.images import load_image
 
-    items = shapes.write_class_folders(tmp_path / "m", 96, seed=777)
+    # 480 images, 80 of each shape: with 16 stars one image moved recall by 0.06.
+    items = shapes.write_class_folders(tmp_path / "m", 480, seed=777)
     vectors = demo_encoder.encode_images([load_image(p, demo_encoder.image_size)
                                           for p, _ in items])
     flagged = flag_shape(demo_encoder, vectors, "star")  # an issue-5 policy rule
@@ -166,7 +156,6 @@ def test_moderation_rule_flags_the_intended_concept(demo_encoder, tmp_path):
     assert flag_shape(demo_encoder, vectors, "circle")[is_circle].mean() >= 0.9
 
 
-@BELOW_BAR
 def test_demo_command_end_to_end(tmp_path: Path):
     home = tmp_path / "demo-home"
     try:
