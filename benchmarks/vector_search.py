@@ -159,10 +159,9 @@ def build_halfvec(url: str) -> dict[str, Any]:
 
 def exact_storage(url: str, queries: np.ndarray, truth: np.ndarray, tag: str,
                   id_of_row: np.ndarray) -> list[dict[str, Any]]:
-    """The exact plan (filter, then sort every match) against storages of the same vectors:
-    `vector` as pgvector stores it (a 512-d vector, 2 KB, is moved out of line into TOAST),
-    `vector` with STORAGE PLAIN (kept in the row), the product's wide `assets` table (STORAGE
-    MAIN since migration 0005: in the row) and `halfvec` (1 KB, in the row)."""
+    """The exact plan (filter, then sort every match) against three storages of the same
+    vectors: `vector` as pgvector stores it (a 512-d vector, 2 KB, is moved out of line into
+    TOAST), `vector` with STORAGE PLAIN (kept in the row), and `halfvec` (1 KB, in the row)."""
     import psycopg
 
     out = []
@@ -176,7 +175,6 @@ def exact_storage(url: str, queries: np.ndarray, truth: np.ndarray, tag: str,
         conn.execute("VACUUM ANALYZE bench_vector_plain")
         for table, typ, label in (("bench_vector", "vector", "vector (TOAST, default)"),
                                   ("bench_vector_plain", "vector", "vector STORAGE PLAIN"),
-                                  ("assets", "vector", "assets: vector STORAGE MAIN (0005)"),
                                   ("bench_halfvec", "halfvec", "halfvec")):
             row_of_id = {int(i): r for r, i in enumerate(id_of_row)}
             sql = (f"SELECT id FROM {table} WHERE tags @> %(tags)s "

@@ -285,8 +285,6 @@ def _add_shadow_columns(conn: Connection, dimension: int) -> None:
         f"ALTER TABLE assets ADD COLUMN embedding_next vector({int(dimension)}), "
         "ADD COLUMN embedding_next_model text, ADD COLUMN embedding_next_at timestamptz"
     ))
-    # As migration 0005 does for `embedding`: vectors in the row, not in TOAST.
-    conn.execute(text("ALTER TABLE assets ALTER COLUMN embedding_next SET STORAGE MAIN"))
 
 
 def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,
