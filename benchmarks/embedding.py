@@ -4,7 +4,9 @@ Model-only: the encoder (processor + forward) on images already decoded at the m
 input size, batch 32. End-to-end: `assetdb.ingest.service.ingest` on generated camera-size
 JPEGs (half 1600x1200, half 4000x3000) into a fresh database on the embedded server: hash,
 probe, decode (draft mode, in threads, one batch ahead), resize, encode, write.
-A smaller ablation shows what each fast path buys and how far its vectors move.
+A smaller ablation shows what each fast path buys and how far its vectors move, and a
+CPU-time account (decode per file size, model per image on 1 and on all threads) gives
+the best ratio this machine allows.
 
     python -m benchmarks.embedding --images 1000 --out benchmarks/results/embedding.json
 """
@@ -167,6 +169,49 @@ def ablation(encoder: Any, paths: list[Path], batch: int) -> list[dict[str, Any]
     return rows
 
 
+def cpu_accounting(encoder: Any, paths: list[Path], batch: int,
+                   files: int = 20) -> dict[str, Any]:
+    """CPU time per image of each stage, to bound the end-to-end ratio: when torch keeps
+    every core busy, each CPU-ms of decoding is taken from the model, so at best
+    end-to-end / model-only = model / (model + decode)."""
+    import torch
+
+    from assetdb.embedding.images import load_image
+    from assetdb.embedding.preprocess import fit_shortest_edge
+
+    edge = encoder.resize_shortest_edge
+    decode: dict[str, float] = {}
+    for w, h in SIZES:
+        chosen = [p for p in paths if p.name.endswith(f"_{w}.jpg")][:files]
+        for label, min_size in (("full", 0), ("draft", encoder.image_size)):
+            cpu = time.process_time()
+            for p in chosen:
+                image = fit_shortest_edge(load_image(p, min_size), edge)
+                image.close()
+            decode[f"{w}x{h} {label}"] = (time.process_time() - cpu) / len(chosen) * 1000
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+              for _ in range(batch)]
+    model: dict[str, dict[str, float]] = {}
+    threads = torch.get_num_threads()
+    for n in sorted({1, threads}):
+        torch.set_num_threads(n)
+        encoder.encode_images(images[:2])
+        walls, cpus = [], []
+        for _ in range(3):
+            wall, cpu = time.perf_counter(), time.process_time()
+            encoder.encode_images(images)
+            walls.append(batch / (time.perf_counter() - wall))
+            cpus.append((time.process_time() - cpu) / batch * 1000)
+        model[f"{n} threads"] = {"images_per_s": median(walls), "cpu_ms_per_image": median(cpus)}
+    torch.set_num_threads(threads)
+    mix = sum(decode[f"{w}x{h} draft"] for w, h in SIZES) / len(SIZES)
+    per_image = model[f"{threads} threads"]["cpu_ms_per_image"]
+    return {"decode_cpu_ms_per_file": decode, "model": model,
+            "decode_cpu_ms_per_image_on_this_mix": mix,
+            "ratio_bound": per_image / (per_image + mix)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +242,7 @@ def main() -> None:
     # The machine may be shared: model-only runs before and after, and the ratio uses both.
     model_rate = (before["images_per_s"] + after["images_per_s"]) / 2
     ablate = ablation(encoder, paths[: args.ablation_images], args.batch)
+    accounting = cpu_accounting(encoder, paths, args.batch)
     result = {
         "machine": info,
         "model": {"name": "ViT-B/32 architecture, random weights", "dimension": encoder.dimension,
@@ -206,6 +252,7 @@ def main() -> None:
         "model_only_after": after,
         "end_to_end_vs_model_only": e2e["images_per_s"] / model_rate,
         "ablation": ablate,
+        "cpu_accounting": accounting,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     table = [
@@ -217,7 +264,14 @@ def main() -> None:
         {"run": "ratio end-to-end / model-only", "images": None,
          "images_per_s": result["end_to_end_vs_model_only"]},
     ]
-    report("embedding throughput", result, {"throughput": table, "ablation": ablate}, args.out)
+    cpu_table = [{"stage": f"decode + resize {k}", "cpu_ms": v, "images_per_s": None}
+                 for k, v in accounting["decode_cpu_ms_per_file"].items()]
+    cpu_table += [{"stage": f"model, {k}", "cpu_ms": v["cpu_ms_per_image"],
+                   "images_per_s": v["images_per_s"]} for k, v in accounting["model"].items()]
+    cpu_table.append({"stage": "bound: model / (model + draft decode on this mix)",
+                      "cpu_ms": None, "images_per_s": accounting["ratio_bound"]})
+    report("embedding throughput", result,
+           {"throughput": table, "ablation": ablate, "CPU time per image": cpu_table}, args.out)
 
 
 if __name__ == "__main__":

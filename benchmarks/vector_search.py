@@ -283,6 +283,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--no-halfvec", action="store_true", help="skip the halfvec comparison")
+    ap.add_argument("--no-storage-compare", action="store_true",
+                    help="skip re-running the product path with vectors stored in the row")
     ap.add_argument("--hnsw-sweep", action="store_true",
                     help="also build indexes with (m, ef_construction) = (8, 32), (16, 64), "
                     "(32, 128) and compare them")
@@ -376,6 +378,35 @@ def main() -> None:
                          "hnsw_mb": sizes["halfvec_hnsw_mb"],
                          "hnsw_build_s": sizes["halfvec_hnsw_build_seconds"]},
                     ]
+
+                # 4. The product path again with the vectors moved into the row (STORAGE
+                #    MAIN, table rewritten): faster exact sorts, but every row read by the
+                #    count that chooses the plan is now 2 KB wide.
+                if not args.no_storage_compare:
+                    heap_sql = "SELECT pg_relation_size('assets') / 1048576.0"
+                    with psycopg.connect(url, autocommit=True) as conn:
+                        heap_before = conn.execute(heap_sql).fetchone()[0]
+                        conn.execute("ALTER TABLE assets ALTER COLUMN embedding SET STORAGE MAIN")
+                        with Timer() as t_full:
+                            conn.execute("VACUUM FULL assets")
+                        conn.execute("VACUUM ANALYZE assets")
+                        heap_mb = conn.execute(heap_sql).fetchone()[0]
+                    main_rows = []
+                    for label, tag in [("none", None), *((t, t) for t in SELECTIVITIES)]:
+                        share = 1.0 if tag is None else float(masks[tag].mean())
+                        m = measure(product_runner(settings, tag, id_of_row), queries, truth[tag])
+                        main_rows.append({"filter": label, "share": share,
+                                          "storage": "in the row (MAIN)", **m})
+                    default = [{"filter": r["filter"], "share": r["share"],
+                                "storage": "TOAST (pgvector default, shipped)",
+                                **{k: v for k, v in r.items()
+                                   if k not in ("filter", "share", "plan")}}
+                               for r in rows if r["plan"] == "product default"]
+                    tables["product path by embedding storage (k=10)"] = default + main_rows
+                    result["product_path_storage_main"] = main_rows
+                    result["storage_main_rewrite_seconds"] = round(t_full.seconds, 1)
+                    result["heap_mb"] = {"toast": round(float(heap_before), 1),
+                                         "main": round(float(heap_mb), 1)}
         except _Done:
             pass
         finally:
