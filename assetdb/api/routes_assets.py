@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -22,28 +22,10 @@ CACHE_CONTROL = "public, max-age=3600"
 Hidden = Annotated[bool, Query(description="show an asset hidden by moderation")]
 
 
-class AssetOut(BaseModel):
-    id: int
-    uri: str
-    name: str
-    sha256: str | None
-    kind: str | None
-    mime: str | None
-    width: int | None
-    height: int | None
-    bytes: int | None
-    title: str | None
-    description: str | None
-    tags: list[str]
-    metadata: dict[str, Any]
-    captured_at: datetime | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    status: str
-    error: str | None
-    embedding_model: str | None
-    embedded_at: datetime | None
-    hidden: bool
+@dataclass
+class AssetOut(AssetDetail):
+    """The catalogue's asset detail plus the API's links to its files and neighbours."""
+
     thumbnail_url: str
     original_url: str
     similar_url: str
