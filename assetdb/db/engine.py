@@ -27,7 +27,9 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    from assetdb.db.dsn import redact_dsn
+
+    return redact_dsn(url)
 
 
 _ENGINES: dict[str, Engine] = {}
