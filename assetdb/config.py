@@ -13,7 +13,11 @@ DEFAULT_MODEL = "clip-ViT-B-32"
 
 
 def _default_home() -> Path:
-    # XDG-style per-user data directory; ASSETDB_HOME overrides it.
+    # XDG-style per-user data directory; ASSETDB_HOME overrides it. Root's is a system
+    # folder: the embedded server then runs as another user, who must reach it, and
+    # root's own home is closed to others (we never widen its permissions).
+    if os.name == "posix" and os.geteuid() == 0 and not os.environ.get("XDG_DATA_HOME"):
+        return Path("/var/lib/assetdb")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "assetdb"
 
@@ -44,6 +48,7 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
+    readonly_database_url: str | None  # `assetdb sql`'s login; else init's read-only role
     home: Path
     model: str
     model_is_explicit: bool  # ASSETDB_MODEL set; else the database's own model is used
@@ -58,6 +63,7 @@ class Settings:
         home = Path(os.environ.get("ASSETDB_HOME") or _default_home()).expanduser()
         return cls(
             database_url=os.environ.get("ASSETDB_DATABASE_URL") or None,
+            readonly_database_url=os.environ.get("ASSETDB_READONLY_DATABASE_URL") or None,
             home=home,
             model=os.environ.get("ASSETDB_MODEL") or DEFAULT_MODEL,
             model_is_explicit=bool(os.environ.get("ASSETDB_MODEL")),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,6 @@ def main(tmp: Path) -> None:
     from assetdb.db import embedded
     from assetdb.embedding.tiny import build_tiny_clip
 
-    os.chmod(tmp, 0o755)  # the embedded server may run as another user (root -> postgres)
     server = embedded.start(tmp / "home")
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute("CREATE DATABASE bench")
@@ -137,7 +135,9 @@ def main(tmp: Path) -> None:
 
 
 def run() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="assetdb-classify-bench-"))
+    from assetdb.db import embedded
+
+    tmp = embedded.scratch_home("assetdb-classify-bench-")
     try:
         main(tmp)
     finally:

@@ -232,6 +232,7 @@ def main() -> None:
     paths = generate_images(args.images, CACHE / "images")
     with tempfile.TemporaryDirectory(prefix="assetdb-bench-") as tmp:
         home = Path(tmp)
+        home.chmod(0o711)  # the server may run as another user (under root)
         os.environ["ASSETDB_HOME"] = str(home)
         before = model_only(encoder, args.model_images, args.batch)
         e2e = end_to_end(encoder, paths, home)

@@ -95,6 +95,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="assetdb-qbench-") as tmp:
         home = Path(tmp)
+
+        home.chmod(0o711)  # the server may run as another user (under root)
         os.environ["ASSETDB_HOME"] = env["ASSETDB_HOME"] = str(home)
         try:
             with bench_database(home, "bench_query") as url:

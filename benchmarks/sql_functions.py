@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -35,7 +33,7 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="assetdb-bench-"))
+    home = embedded.scratch_home("assetdb-bench-")
     try:
         url = embedded.start(home)
         settings = replace(Settings.from_env(), database_url=url, home=home)

@@ -19,11 +19,9 @@ import argparse
 import os
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -51,7 +49,7 @@ def main() -> None:
 
     home = None
     if not os.environ.get("ASSETDB_DATABASE_URL"):
-        home = Path(tempfile.mkdtemp(prefix="assetdb-bench-"))
+        home = embedded.scratch_home("assetdb-bench-")
         os.environ["ASSETDB_HOME"] = str(home)
     settings = Settings.from_env()
     try:

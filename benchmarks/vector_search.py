@@ -312,6 +312,7 @@ def main() -> None:
     tables: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="assetdb-vbench-") as tmp:
         home = Path(tmp)
+        home.chmod(0o711)  # the server may run as another user (under root)
         os.environ["ASSETDB_HOME"] = str(home)
         try:
             with bench_database(home, "bench_vectors") as url:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def server_dir() -> Path:
     """A directory the embedded server's own user can reach. Not under pytest's tmp_path:
     pytest keeps /tmp/pytest-of-<user> at mode 0700 (and re-applies it when another pytest
     starts), which locks out PostgreSQL, which runs as another user when tests run as root."""
-    return Path(tempfile.mkdtemp(prefix="assetdb-test-"))
+    return embedded.scratch_home("assetdb-test-")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def test_embedded_server_shared_by_concurrent_processes_and_survives_restart():
     urls = {out.strip() for out, _ in outputs}
     assert len(urls) == 1
     url = urls.pop()
-    assert str(home / "pgdata") in url
+    assert f"host={home}/run&" in url  # the socket sits in a folder only its owner enters
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE keepme (v int)")
@@ -52,9 +52,11 @@ def test_embedded_server_shared_by_concurrent_processes_and_survives_restart():
         embedded.stop(home)
 
 
-def test_db_url_prints_configured_url(monkeypatch):
+def test_db_url_prints_configured_url_password_only_on_request(monkeypatch):
     monkeypatch.setenv("ASSETDB_DATABASE_URL", "postgresql://u:secret@db.example:5433/assets")
     result = run_cli("db", "url")
+    assert result.output.strip() == "postgresql://u:***@db.example:5433/assets"
+    result = run_cli("db", "url", "--show-password")
     assert result.output.strip() == "postgresql://u:secret@db.example:5433/assets"
 
 

@@ -15,12 +15,15 @@ def init(as_json: bool) -> None:
 
     The first run records the model (ASSETDB_MODEL) and its vector dimension in the
     database; later runs only apply new migrations, so running it again is harmless.
+    It also creates the read-only role `assetdb sql` and analysts log in as (its password
+    goes to $ASSETDB_HOME/reader.pgpass); where the connection may not create roles, it
+    prints the statements an admin runs instead.
 
     \b
     Example:
       ASSETDB_MODEL=./models/my-clip assetdb init
     """
-    from assetdb.db import schema
+    from assetdb.db import roles, schema
     from assetdb.db.engine import connect, libpq_url, redact, reset_engines
 
     settings = get_settings()
@@ -32,14 +35,24 @@ def init(as_json: bool) -> None:
             encoder = load_model(settings)
             model, dim = encoder.name, encoder.dimension
         meta = schema.upgrade(conn, model, dim)
+        reader = roles.ensure_reader(conn, settings)
     reset_engines()  # new connections register the vector type now that it exists
     info = {"database": redact(libpq_url(settings)), "model": meta["model"],
-            "dimension": int(meta["dimension"])}
+            "dimension": int(meta["dimension"]), "read_only_role": reader.role,
+            "read_only_role_ready": reader.instructions is None,
+            "admin_statements": reader.instructions}
     if as_json:
         print_json(info)
+        return
+    click.echo(f"Database ready: {info['database']}")
+    click.echo(f"Model {info['model']} ({info['dimension']}-d vectors)")
+    if reader.instructions is None:
+        click.echo(f"Read-only role {reader.role} ready (assetdb sql; "
+                   "psql \"$(assetdb db url --read-only)\")")
     else:
-        click.echo(f"Database ready: {info['database']}")
-        click.echo(f"Model {info['model']} ({info['dimension']}-d vectors)")
+        click.echo(f"This login may not create roles: for `assetdb sql`, an admin runs\n\n"
+                   f"{reader.instructions}\n\nthen set ASSETDB_READONLY_DATABASE_URL to that "
+                   "login.", err=True)
 
 
 @click.group()
@@ -48,18 +61,30 @@ def db() -> None:
 
 
 @db.command("url")
-def db_url() -> None:
+@click.option("--read-only", "read_only", is_flag=True,
+              help="The read-only role's URL (what analysts and `assetdb sql` use).")
+@click.option("--show-password", is_flag=True,
+              help="Print a password that ASSETDB_DATABASE_URL carries (hidden by default).")
+def db_url(read_only: bool, show_password: bool) -> None:
     """Print the connection URL, for psql and other SQL clients.
 
     Starts the embedded server if ASSETDB_DATABASE_URL is unset and it is not running.
+    The embedded server's URLs name a password file (passfile=) instead of a password.
 
     \b
-    Example:
-      psql "$(assetdb db url)" -c 'SELECT count(*) FROM assets'
+    Examples:
+      psql "$(assetdb db url --read-only)" -c 'SELECT count(*) FROM assets'
+      psql "$(assetdb db url)"                  # the owner's login: can write
     """
-    from assetdb.db.engine import libpq_url
+    from assetdb.db.engine import libpq_url, redact
+    from assetdb.db.roles import reader_url
 
-    click.echo(libpq_url(get_settings()))
+    settings = get_settings()
+    if read_only:
+        click.echo(reader_url(settings))
+        return
+    url = libpq_url(settings)
+    click.echo(url if show_password else redact(url))
 
 
 @db.command("start")

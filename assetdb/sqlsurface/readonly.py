@@ -1,13 +1,17 @@
 """Read-only SQL for analysts (`assetdb sql`).
 
-The query runs on its own short-lived connection (nothing it sets can leak into a
-pooled one), in a READ ONLY transaction with a statement timeout, and is always rolled
-back. It is sent as a prepared statement, so the server accepts exactly one statement:
+The boundary is the login: the read-only role that `assetdb init` creates (or
+ASSETDB_READONLY_DATABASE_URL), checked before each query to have no power beyond
+reading (assetdb.db.roles). On top of it, the query runs on its own short-lived
+connection (nothing it sets can leak into a pooled one), in a READ ONLY transaction
+with a statement timeout, and is always rolled back. It is sent as a prepared
+statement, so the server accepts exactly one statement:
 'SELECT 1; COMMIT; DELETE ...' is refused instead of ending the read-only transaction.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +20,8 @@ from pgvector import Vector
 from psycopg import errors as pg_errors
 
 from assetdb.config import Settings
-from assetdb.db.engine import libpq_url
+from assetdb.db.dsn import scrub
+from assetdb.db.roles import reader_conninfo, refuse_powerful
 from assetdb.errors import AssetdbError, DatabaseError
 
 
@@ -31,11 +36,12 @@ class QueryResult:
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
+    conninfo = reader_conninfo(settings)
     try:
-        conn = psycopg.connect(libpq_url(settings), connect_timeout=10,
-                               application_name="assetdb sql")
+        conn = psycopg.connect(conninfo, connect_timeout=10, application_name="assetdb sql")
     except psycopg.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from None
+        reason = scrub(_first_line(exc), conninfo, settings.database_url)
+        raise DatabaseError(f"cannot connect as the read-only role: {reason}") from None
     try:
         from pgvector.psycopg import register_vector
 
@@ -51,9 +57,12 @@ def run_readonly(
     """Run one SQL statement read-only; at most max_rows rows (0: all)."""
     if not sql.strip():
         raise AssetdbError("the SQL text is empty")
-    if timeout_s <= 0:
-        raise AssetdbError("the timeout must be positive")
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise AssetdbError("the timeout must be a positive number of seconds")
     with _connect(settings) as conn:
+        with conn.cursor() as cur:
+            refuse_powerful(cur)
+        conn.rollback()
         try:
             with conn.cursor() as cur:
                 cur.execute("SET TRANSACTION READ ONLY")
@@ -64,7 +73,7 @@ def run_readonly(
                     return QueryResult(columns=[], rows=[], truncated=False)
                 columns = [c.name for c in cur.description]
                 rows = cur.fetchall() if max_rows == 0 else cur.fetchmany(max_rows + 1)
-        except pg_errors.ReadOnlySqlTransaction as exc:
+        except (pg_errors.ReadOnlySqlTransaction, pg_errors.InsufficientPrivilege) as exc:
             raise AssetdbError(
                 f"assetdb sql is read-only: {_first_line(exc)}; nothing was changed"
             ) from None
