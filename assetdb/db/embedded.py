@@ -195,6 +195,27 @@ def _socket_dir(home: Path, owner: _RunAs) -> Path:
     return path
 
 
+def _ready(pgdata: Path) -> bool:
+    """postmaster.pid's status line (its 8th) says the server accepts connections; during
+    crash recovery the socket already accepts but refuses logins ("starting up")."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return len(lines) > 7 and lines[7].strip() == "ready"
+
+
+def _wait_ready(home: Path, socket_dir: Path, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if _ready(pgdata_dir(home)) and _accepting(socket_dir):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _read_pidfile(pgdata: Path) -> tuple[int, Path | None] | None:
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
@@ -244,7 +265,7 @@ def _log_tail(home: Path) -> str:
     return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
 
-def _spawn(home: Path, owner: _RunAs) -> Path:
+def _spawn(home: Path, owner: _RunAs, attempts: int = 20) -> Path:
     pgdata = pgdata_dir(home)
     socket_dir = _socket_dir(home, owner)
     stale = pgdata / "postmaster.pid"
@@ -263,17 +284,13 @@ def _spawn(home: Path, owner: _RunAs) -> Path:
     finally:
         os.close(log_fd)
     _SERVERS[pgdata] = proc
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            if "shared memory block is still in use" in _log_tail(home)[-600:]:
-                # Backends of a killed postmaster are still exiting: try again shortly.
-                time.sleep(0.5)
-                return _spawn(home, owner) if time.monotonic() < deadline else socket_dir
-            break
-        if _accepting(socket_dir) and _read_pidfile(pgdata) is not None:
-            return socket_dir
-        time.sleep(0.05)
+    if _wait_ready(home, socket_dir, proc):
+        return socket_dir
+    if proc.poll() is not None and attempts > 1 and \
+            "shared memory block is still in use" in _log_tail(home)[-600:]:
+        # Backends of a killed postmaster are still exiting: try again shortly.
+        time.sleep(0.5)
+        return _spawn(home, owner, attempts - 1)
     if proc.poll() is None:
         proc.terminate()
     raise DatabaseError(
@@ -328,6 +345,9 @@ def start(home: Path) -> str:
             socket_dir = _spawn(home, owner)
         else:
             socket_dir = live[1]
+            if not _wait_ready(home, socket_dir):
+                raise DatabaseError(f"the embedded server in {pgdata_dir(home)} accepts "
+                                    f"connections but is not ready:\n{_log_tail(home)}")
         _secure_legacy_cluster(home, socket_dir)
     return url(home, socket_dir)
 
