@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -16,7 +15,7 @@ from assetdb.db import embedded
 from assetdb.db.engine import reset_engines
 from assetdb.demo import MODEL_DIR, shapes
 from assetdb.search.filters import Filters
-from tests.conftest import _with_database, run_cli
+from tests.conftest import _with_database, run_cli, server_dir
 
 CATALOGUE = 240  # 5 images of each (shape, colour) pair: top-5 can be all right
 
@@ -156,8 +155,8 @@ def test_moderation_rule_flags_the_intended_concept(demo_encoder, tmp_path):
     assert flag_shape(demo_encoder, vectors, "circle")[is_circle].mean() >= 0.9
 
 
-def test_demo_command_end_to_end(tmp_path: Path):
-    home = tmp_path / "demo-home"
+def test_demo_command_end_to_end():
+    home = server_dir() / "demo-home"  # not under pytest's 0700 tmp: the server's user
     try:
         result = run_cli("demo", "--home", str(home), "--json")
         assert result.exit_code == 0, result.output

