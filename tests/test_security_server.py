@@ -43,6 +43,13 @@ def _postmaster_pid(home: Path) -> int:
     return int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
 
 
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def test_long_home_gets_a_private_socket_folder_and_passwords(scratch):
     home = scratch / ("h" * 60) / ("o" * 60)  # the socket path would pass 107 bytes
     home.parent.mkdir()
@@ -126,8 +133,13 @@ def test_killed_postmaster_is_restarted_by_the_next_command(scratch):
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE keep (v int)")
         conn.execute("INSERT INTO keep VALUES (7)")
-    os.kill(_postmaster_pid(home), signal.SIGKILL)
-    # At once (the PID may still be a zombie) nothing passes for a running server.
+    pid = _postmaster_pid(home)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _state(pid) not in ("Z", None):
+        time.sleep(0.02)
+    # Dead, its PID still a zombie of this process: nothing passes for a running server.
+    assert _state(pid) == "Z"
     assert embedded.running_url(home) is None
     url = embedded.start(home)
     with psycopg.connect(url) as conn:
