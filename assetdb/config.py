@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ def env_number(name: str, default: float, minimum: float = 0, cast: type = int) 
     except ValueError:
         what = "an integer" if cast is int else "a number"
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not math.isfinite(value):  # float("nan") passes every comparison below
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value

@@ -18,6 +18,8 @@ from tests.api_support import make_catalogue, running_server
 from tests.conftest import run_cli
 
 CONFIG = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500)
+# The API answers only loopback Host names (TestClient's default Host is "testserver").
+BASE_URL = "http://127.0.0.1:8000"
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def catalogue(initialised, encoder, tmp_path) -> dict[str, int]:
 
 def client_for(settings, encoder, **config) -> TestClient:
     cfg = ApiConfig(**{**CONFIG.__dict__, **config})
-    return TestClient(create_app(settings, encoder, cfg))
+    return TestClient(create_app(settings, encoder, cfg), base_url=BASE_URL)
 
 
 @pytest.fixture
@@ -352,7 +354,7 @@ def test_unexpected_errors_are_json_500_without_traceback(settings, encoder):
     def boom() -> None:
         raise RuntimeError("secret internals")
 
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, base_url=BASE_URL) as c:
         r = c.get("/api/boom")
     body = assert_json_error(r, 500)
     assert "secret internals" not in r.text and "server log" in body["error"]
@@ -384,7 +386,7 @@ def test_model_loaded_once_at_startup(initialised, tiny_model_dir):
 
     app = create_app(initialised, None, CONFIG)  # no encoder given: the lifespan loads it
     assert app.state.encoder is None
-    with TestClient(app) as c:
+    with TestClient(app, base_url=BASE_URL) as c:
         loaded = app.state.encoder
         assert loaded is load_encoder(str(tiny_model_dir))
         assert c.get("/api/info").json()["model"] == str(tiny_model_dir.resolve())

@@ -1,12 +1,14 @@
 """The FastAPI application: JSON API under /api, the web page at /, API docs at /docs.
 
-The model is loaded once, at start-up (lifespan), and shared by every request; the
-encoder serialises its own calls with a lock, so sync endpoints in the thread pool are fine.
+The model is loaded once, at start-up (lifespan), and shared by every request; requests
+take turns on it through a gate with a bounded wait (assetdb.api.busy), so sync endpoints
+in the thread pool are fine. Outside the routes, in this order: the Host allowlist
+(hosts.py), the token for every request when reads are protected (auth.py), and the body
+size limit (body_limit.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,27 +19,23 @@ from fastapi.staticfiles import StaticFiles
 
 from assetdb import __version__
 from assetdb.api import errors
-from assetdb.api.deps import ApiConfig, ConfigDep, EncoderDep
+from assetdb.api.auth import ReadProtection
+from assetdb.api.body_limit import BodyLimit
+from assetdb.api.busy import Gate
+from assetdb.api.config import ApiConfig, api_config_from_env
+from assetdb.api.deps import ConfigDep, EncoderDep
+from assetdb.api.hosts import AllowedHosts
 from assetdb.config import Settings
 from assetdb.embedding.encoder import Encoder
-from assetdb.search.service import MAX_K
+
+__all__ = ["api_config_from_env", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
-DEFAULT_MAX_UPLOAD_MB = 20
-DEFAULT_MAX_RESULTS = 500
+# Images decoded at once (each is bounded by the pixel cap); more wait, then 503.
+DECODE_SLOTS = 2
 # The page loads nothing from elsewhere; uploads are previewed from blob: URLs.
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-
-
-def api_config_from_env() -> ApiConfig:
-    from assetdb.config import env_int
-
-    return ApiConfig(
-        token=os.environ.get("ASSETDB_API_TOKEN") or None,
-        max_upload_bytes=env_int("ASSETDB_API_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB, 1) * 2**20,
-        max_results=min(env_int("ASSETDB_API_MAX_RESULTS", DEFAULT_MAX_RESULTS, 1), MAX_K),
-    )
 
 
 def create_app(
@@ -67,24 +65,20 @@ def create_app(
         docs_url=None,  # FastAPI's docs pages load scripts from a CDN; /docs is our own page
         redoc_url=None,
         openapi_url="/openapi.json",
+        # No redirects: Starlette would build the Location from the request's Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.encoder = encoder
     app.state.api_config = config
+    app.state.model_gate = Gate(1, config.busy_timeout_s, "the model is in use")
+    app.state.decode_gate = Gate(DECODE_SLOTS, config.busy_timeout_s, "decoding other images")
     errors.install(app)
 
     @app.middleware("http")
-    async def limit_body(
+    async def no_sniff(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Refuse an oversized upload before its body is parsed (multipart overhead allowed).
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return errors.error_response(400, "bad Content-Length header")
-            if int(length) > config.max_upload_bytes + 2**20:
-                return errors.error_response(
-                    413, f"the upload is larger than {config.max_upload_bytes} bytes")
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
@@ -105,6 +99,7 @@ def create_app(
             "max_results": cfg.max_results,
             "max_upload_bytes": cfg.max_upload_bytes,
             "token_required_for_writes": bool(cfg.token),
+            "token_required_for_reads": cfg.protect_reads,
         }
 
     def page(name: str) -> Callable[[], FileResponse]:
@@ -118,4 +113,8 @@ def create_app(
     app.get("/docs", include_in_schema=False)(page("docs.html"))
     # StaticFiles resolves paths inside STATIC only (no .. or absolute escapes).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # The last added runs first: Host check, then the token (reads), then the body limit.
+    app.add_middleware(BodyLimit, max_upload_bytes=config.max_upload_bytes)
+    app.add_middleware(ReadProtection, config=config)
+    app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     return app

@@ -1,24 +1,21 @@
-"""What routes share: settings and the warm model from app state, the one filter model
-as query parameters, the write token, and size-limited image uploads."""
+"""What routes share: settings and the warm model (behind its busy gate) from app state,
+the one filter model as query parameters, the write token, and size-limited uploads."""
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, UploadFile
+from PIL import Image
 
+from assetdb.api.auth import require_token
+from assetdb.api.busy import GatedEncoder, decode_upload
+from assetdb.api.config import ApiConfig
 from assetdb.config import Settings
 from assetdb.embedding.encoder import Encoder
 from assetdb.search.filters import Filters, build_filters
 
-
-@dataclass(frozen=True)
-class ApiConfig:
-    token: str | None  # ASSETDB_API_TOKEN: required by write endpoints when set
-    max_upload_bytes: int
-    max_results: int  # the cap on a search's results, over all "load more" pages
+__all__ = ["ApiConfig", "require_token"]  # re-exported for routes and tests
 
 
 def get_settings(request: Request) -> Settings:
@@ -26,7 +23,7 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_encoder(request: Request) -> Encoder:
-    return request.app.state.encoder
+    return GatedEncoder(request.app.state.encoder, request.app.state.model_gate)
 
 
 def get_config(request: Request) -> ApiConfig:
@@ -64,22 +61,16 @@ def get_filters(
 FiltersDep = Annotated[Filters, Depends(get_filters)]
 
 
-def require_token(request: Request, config: ConfigDep) -> None:
-    """Write endpoints: `Authorization: Bearer <token>` (or X-API-Token) when a token is set."""
-    if not config.token:
-        return
-    auth = request.headers.get("authorization", "")
-    given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    given = given or request.headers.get("x-api-token", "")
-    if not given:
-        raise HTTPException(401, "this endpoint needs the API token (Authorization: Bearer ...)")
-    if not hmac.compare_digest(given.encode(), config.token.encode()):
-        raise HTTPException(403, "wrong API token")
-
-
 def read_upload(file: UploadFile, config: ApiConfig) -> bytes:
     """Read at most the size limit (the body may be chunked, with no Content-Length)."""
     data = file.file.read(config.max_upload_bytes + 1)
     if len(data) > config.max_upload_bytes:
         raise HTTPException(413, f"the upload is larger than {config.max_upload_bytes} bytes")
     return data
+
+
+def read_image_upload(request: Request, file: UploadFile, min_size: int) -> Image.Image:
+    """The upload, size-limited, decoded under the pixel cap and the decode gate."""
+    config: ApiConfig = request.app.state.api_config
+    return decode_upload(read_upload(file, config), min_size, config.max_upload_pixels,
+                         request.app.state.decode_gate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assetdb.catalog.assets import AssetNotFound
+from assetdb.db.dsn import scrub
 from assetdb.errors import (
     AssetdbError,
     ConfigError,
@@ -32,10 +34,17 @@ _STATUS: tuple[tuple[type[AssetdbError], int], ...] = (
 )
 
 
-def error_response(status: int, message: str, **extra: object) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def error_response(status: int, message: str, headers: dict[str, str] | None = None,
+                   **extra: object) -> JSONResponse:
+    headers = {**({"WWW-Authenticate": "Bearer"} if status == 401 else {}), **(headers or {})}
     return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
                         headers=headers)
+
+
+def _scrubbed(request: Request, text: str) -> str:
+    # A database error may quote the connection string: its password never leaves.
+    settings = getattr(request.app.state, "settings", None)
+    return scrub(text, getattr(settings, "database_url", None))
 
 
 def status_of(exc: AssetdbError) -> int:
@@ -44,13 +53,13 @@ def status_of(exc: AssetdbError) -> int:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(AssetdbError)
-    async def _assetdb(_: Request, exc: AssetdbError) -> JSONResponse:
-        return error_response(status_of(exc), str(exc))
+    async def _assetdb(request: Request, exc: AssetdbError) -> JSONResponse:
+        return error_response(status_of(exc), _scrubbed(request, str(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, message)
+        return error_response(exc.status_code, message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,6 +71,7 @@ def install(app: FastAPI) -> None:
         return error_response(422, f"{first['where']}: {first['problem']}", details=details)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error\n%s",
+                  _scrubbed(request, "".join(traceback.format_exception(exc))))
         return error_response(500, "internal server error (see the server log)")

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
-from assetdb.api.deps import ConfigDep, EncoderDep, read_upload
+from assetdb.api.deps import EncoderDep, read_image_upload
 from assetdb.classify.one_image import classify_image
-from assetdb.classify.zeroshot import DEFAULT_TEMPLATES
-from assetdb.embedding.images import load_image_bytes
+from assetdb.classify.zeroshot import (
+    DEFAULT_TEMPLATES,
+    MAX_LABEL_CHARS,
+    MAX_TEMPLATE_CHARS,
+    check_labels,
+    check_templates,
+)
 from assetdb.search.filters import split_list
 
 router = APIRouter(prefix="/api", tags=["classify"])
+
+# Tighter than the CLI's: every label x template pair is one text through the model.
+API_MAX_LABELS = 100
+API_MAX_TEMPLATES = 10
 
 
 class LabelScore(BaseModel):
@@ -28,15 +37,23 @@ class Classification(BaseModel):
 
 @router.post("/classify", response_model=Classification, summary="Classify an uploaded image")
 def classify(
-    encoder: EncoderDep, config: ConfigDep,
+    request: Request, encoder: EncoderDep,
     file: Annotated[UploadFile, File(description="the image")],
-    labels: Annotated[str, Form(description="comma-separated labels, e.g. cat,dog,car")],
-    templates: Annotated[list[str], Form(description="prompt templates with {}; "
-                                                     "default 'a photo of a {}.'")] = [],  # noqa: B006
+    labels: Annotated[str, Form(
+        max_length=API_MAX_LABELS * (MAX_LABEL_CHARS + 2),
+        description=f"comma-separated labels, e.g. cat,dog,car (at most {API_MAX_LABELS}, "
+                    f"each at most {MAX_LABEL_CHARS} characters)")],
+    templates: Annotated[list[str], Form(
+        description=f"prompt templates with one {{}} where the label goes (at most "
+                    f"{API_MAX_TEMPLATES}, each at most {MAX_TEMPLATE_CHARS} characters); "
+                    "default 'a photo of a {}.'")] = [],  # noqa: B006
 ) -> Classification:
     """Zero-shot: which label's text is closest to the image; probabilities sum to 1. Example:
     `curl -F file=@pet.jpg -F labels=cat,dog http://127.0.0.1:8000/api/classify`"""
-    image = load_image_bytes(read_upload(file, config), encoder.image_size)
-    ranked = classify_image(encoder, image, split_list([labels]), templates or DEFAULT_TEMPLATES)
+    # Checked before the image is decoded: a bad request costs nothing.
+    label_list = check_labels(split_list([labels]), max_count=API_MAX_LABELS)
+    template_list = check_templates(templates or DEFAULT_TEMPLATES, max_count=API_MAX_TEMPLATES)
+    image = read_image_upload(request, file, encoder.image_size)
+    ranked = classify_image(encoder, image, label_list, template_list)
     return Classification(labels=[LabelScore(label=label, probability=p) for label, p in ranked],
                           model=encoder.name)

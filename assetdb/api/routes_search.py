@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel
 
-from assetdb.api.deps import ConfigDep, EncoderDep, FiltersDep, SettingsDep, read_upload
+from assetdb.api.deps import ConfigDep, EncoderDep, FiltersDep, SettingsDep, read_image_upload
 from assetdb.catalog.assets import browse, get_asset
 from assetdb.search.query import Hit
 from assetdb.search.service import search_image, search_text, similar_to_asset
@@ -73,17 +73,18 @@ def text_search(
 
 @router.post("/search/image", response_model=SearchPage, summary="Search by an uploaded image")
 def image_search(
-    settings: SettingsDep, encoder: EncoderDep, config: ConfigDep, filters: FiltersDep,
+    request: Request, settings: SettingsDep, encoder: EncoderDep, config: ConfigDep,
+    filters: FiltersDep,
     file: Annotated[UploadFile, File(description="an image: JPEG, PNG, WebP, GIF, BMP, TIFF")],
     offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
     """Multipart upload (field `file`); filters and paging as query parameters. Example:
     `curl -F file=@shoe.jpg 'http://127.0.0.1:8000/api/search/image?kind=image'`"""
-    data = read_upload(file, config)
+    image = read_image_upload(request, file, encoder.image_size)
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
     k, _ = _window(config.max_results, offset, limit)
-    return _page(search_image(settings, encoder, data, k=k, filters=filters),
+    return _page(search_image(settings, encoder, image, k=k, filters=filters),
                  config.max_results, offset, limit)
 
 

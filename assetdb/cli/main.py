@@ -86,7 +86,13 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AssetdbError as exc:
-            raise click.ClickException(str(exc)) from None
+            import os
+
+            from assetdb.db.dsn import scrub
+
+            # The last line of defence: no message shows the database password.
+            message = scrub(str(exc), os.environ.get("ASSETDB_DATABASE_URL"))
+            raise click.ClickException(message) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

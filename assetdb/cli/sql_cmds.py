@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from typing import Any
 
@@ -22,11 +23,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# PostgreSQL's statement_timeout is an int of milliseconds: at most about 24 days.
+MAX_TIMEOUT_S = 24 * 3600
+
+
+class Seconds(click.ParamType):
+    """A positive, finite number of seconds ("nan", "inf", 0 and negatives are refused)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT_S:
+            self.fail(f"{value!r} is not a number of seconds between 0 (excluded) and "
+                      f"{MAX_TIMEOUT_S}", param, ctx)
+        return seconds
+
+
 @click.command()
 @click.argument("query")
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "csv", "json"]),
               default="table", show_default=True, help="Output format.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=Seconds(), default=30.0, show_default=True, metavar="SECONDS",
               help="Statement timeout.")
 @click.option("--max-rows", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Print at most this many rows (0: all).")

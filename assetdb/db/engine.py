@@ -104,10 +104,14 @@ def connect(settings: Settings) -> Iterator[Connection]:
     try:
         conn = engine.connect()
     except OperationalError as exc:
+        from assetdb.db.dsn import scrub
+
+        url = engine.url.render_as_string(False)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        # libpq may quote parts of the connection string back in its message.
         raise DatabaseError(
-            f"cannot connect to the database at {redact(engine.url.render_as_string(False))}: "
-            f"{reason}"
+            f"cannot connect to the database at {redact(url)}: "
+            f"{scrub(reason, url, settings.database_url)}"
         ) from None
     with conn:
         with conn.begin():

@@ -109,13 +109,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: Source, min_size: int = 224) -> Image.Image:
+def load_image(path: Source, min_size: int = 224, max_pixels: int | None = None) -> Image.Image:
     """Decode an image for the encoder: first frame, EXIF orientation, RGB.
 
     JPEGs are decoded with Pillow's draft mode (DCT scaling) to no less than
     `min_size` on each side, which makes camera-sized files several times cheaper.
+    `max_pixels` refuses a larger image from its header, before decoding it (uploads:
+    a few KB of PNG can claim tens of megapixels).
     """
     img = _open(path)
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        img.close()
+        raise ImageError(f"image too large: {width}x{height} pixels "
+                         f"(at most {max_pixels} pixels)")
     try:
         if img.format in ("JPEG", "MPO") and min_size > 0:
             img.draft("RGB", (min_size, min_size))
@@ -131,11 +138,13 @@ def load_image(path: Source, min_size: int = 224) -> Image.Image:
         raise ImageError(f"image too large (decompression-bomb limit): {exc}") from None
 
 
-def load_image_bytes(data: bytes, min_size: int = 224) -> Image.Image:
+def load_image_bytes(
+    data: bytes, min_size: int = 224, max_pixels: int | None = None
+) -> Image.Image:
     """load_image for uploads: the same checks, from memory."""
     if not data:
         raise ImageError("empty file")
-    return load_image(io.BytesIO(data), min_size)
+    return load_image(io.BytesIO(data), min_size, max_pixels)
 
 
 def now_utc() -> datetime:

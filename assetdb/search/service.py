@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
@@ -76,13 +77,16 @@ def search_text(
 
 
 def search_image(
-    settings: Settings, encoder: Encoder, image: Path | bytes, *, k: int = 10,
+    settings: Settings, encoder: Encoder, image: Path | bytes | Image.Image, *, k: int = 10,
     filters: Filters | None = None,
 ) -> list[Hit]:
-    """Search by an example image; if it is a catalogued file, it is left out of its results."""
+    """Search by an example image (a file, its bytes, or an image already decoded); if it
+    is a catalogued file, it is left out of its results."""
     _check_k(k)
     _checked(settings, encoder)
-    if isinstance(image, bytes):
+    if isinstance(image, Image.Image):
+        img, exclude = image, ()
+    elif isinstance(image, bytes):
         img, exclude = load_image_bytes(image, encoder.image_size), ()
     else:
         img = load_image(image, encoder.image_size)
