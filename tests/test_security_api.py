@@ -422,22 +422,25 @@ def test_stats_never_shows_the_password(no_database, monkeypatch, tmp_path):
 
 
 def test_stats_masks_the_password_of_a_reachable_database(initialised, database_url,
-                                                           monkeypatch):
+                                                           monkeypatch, pg_home):
+    from assetdb.db import embedded
     from assetdb.db.engine import reset_engines
 
+    # The real superuser password, given in the URL forms instead of the passfile.
+    secret = embedded.superuser_passfile(pg_home).read_text().strip().rsplit(":", 1)[1]
     base, _, query = database_url.partition("?")
-    forms = [f"{database_url}{'&' if query else '?'}password={SECRET}"]
+    query = "&".join(p for p in query.split("&") if not p.startswith("passfile="))
     scheme, _, rest = base.partition("://")
-    userinfo, at, hostpart = rest.partition("@")
-    if at and ":" not in userinfo:  # the test server's URL names a user: add a password
-        forms.append(f"{scheme}://{userinfo}:{SECRET}@{hostpart}{'?' + query if query else ''}")
+    userinfo, _, hostpart = rest.partition("@")
+    forms = [f"{base}?{query}&password={secret}",
+             f"{scheme}://{userinfo}:{secret}@{hostpart}?{query}"]
     for dsn in forms:
         monkeypatch.setenv("ASSETDB_DATABASE_URL", dsn)
         reset_engines()
         for command in (["stats"], ["stats", "--json"], ["init"]):
             r = run_cli(*command)
-            assert r.exit_code == 0, (dsn, r.output)
-            assert SECRET not in r.output and "***" in r.output, r.output
+            assert r.exit_code == 0, (command, r.output)
+            assert secret not in r.output and "***" in r.output, r.output
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "abc", "1e12"])
