@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict
 
 _CHUNK = 1 << 20
@@ -91,6 +92,10 @@ def sha256_fd(fd: int) -> str:
 _verified: OrderedDict[tuple[int, ...], str] = OrderedDict()
 _verified_lock = threading.Lock()
 _VERIFIED_MAX = 20_000
+# File times tick coarsely (a few ms): a write just after hashing can leave them as they
+# were. So a file changed less than this long before it was hashed is not cached (the
+# "racy git" rule); it is hashed again next time.
+_RACY_NS = 2_000_000_000
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
@@ -99,13 +104,17 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 
 def content_sha256(fd: int) -> str:
     """sha256 of the open file, hashed once per (inode, size, times) in this process."""
-    key = _identity(os.fstat(fd))
+    st = os.fstat(fd)
+    key = _identity(st)
     with _verified_lock:
         known = _verified.get(key)
         if known is not None:
             _verified.move_to_end(key)
             return known
+    hashed_at = time.time_ns()
     digest = sha256_fd(fd)
+    if hashed_at - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+        return digest
     with _verified_lock:
         _verified[key] = digest
         while len(_verified) > _VERIFIED_MAX:
