@@ -101,6 +101,9 @@ def test_symlinks_out_of_the_folder_need_follow_symlinks(initialised, tmp_path):
     # A symlink named on the command line is judged against its own folder.
     report = ingest_json(str(folder / "linked-dir"), str(folder / "link-a.png"))
     assert report["ingested"] == 0 and set(reasons(report)) == {"linked-dir", "link-a.png"}
+    # A glob wildcard that matches a symlinked folder does not lead out of it either.
+    report = ingest_json(str(folder / "*" / "b.png"))
+    assert report["ingested"] == 0 and reasons(report)["b.png"].startswith(OUTSIDE)
     assert list(stored(initialised)) == [str(folder / "own.png")]
 
     report = ingest_json(str(folder), "--recursive", "--follow-symlinks")

@@ -3,8 +3,9 @@
 Only image files are taken (by suffix: IMAGE_SUFFIXES); anything else is skipped with
 its reason, whether found in a folder or named on the command line, so an .html or .svg
 never becomes an asset. Symlinks are not followed out of the roots given: a folder
-argument is the root of its walk, and a file (or folder) argument that is itself a
-symlink must point inside the folder that holds it. A symlink that stays inside its
+argument is the root of its walk, a file (or folder) argument that is itself a symlink
+must point inside the folder that holds it, and a glob match must stay inside the folder
+above the pattern's first wildcard. A symlink that stays inside its
 root is followed and stored under its target's real path; one that leaves is skipped,
 unless follow_symlinks. Every stored path is a real path (no symlink in it), which is
 what the API requires before it serves a file (assetdb.files).
@@ -84,16 +85,15 @@ class _Scanner:
             self.seen.add(real)
             self.result.files.append(real)
 
-    def argument(self, arg: str) -> None:
-        """A command-line path (or glob match): a folder is a root; a symlink must point
-        inside the folder that holds it."""
+    def argument(self, arg: str, glob_root: Path | None = None) -> None:
+        """A command-line path: a folder is a root; a symlink must point inside the folder
+        that holds it. A glob match must also stay inside the pattern's fixed folder."""
         path = Path(os.path.abspath(Path(arg).expanduser()))
         real = path.resolve()
-        if path.is_symlink():
-            holder = path.parent.resolve()
-            if not self.follow and not _inside(real, holder):
-                self.skip(path, _outside(holder))
-                return
+        holder = glob_root or path.parent.resolve()
+        if (path.is_symlink() or glob_root) and not self.follow and not _inside(real, holder):
+            self.skip(path, _outside(holder))
+            return
         if real.is_dir():
             self.walk(real, real)
         else:
@@ -131,17 +131,29 @@ class _Scanner:
             self.file(entry.path, real)
 
 
+def _glob_root(pattern: str) -> Path:
+    """The real folder above a pattern's first wildcard: what a match must stay inside
+    (a symlinked folder matched by `*` can point anywhere)."""
+    fixed: list[str] = []
+    for part in Path(pattern).parts[:-1]:
+        if _has_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed).resolve()
+
+
 def scan(paths: Iterable[str], recursive: bool = False,
          follow_symlinks: bool = False) -> ScanResult:
     """The image files to ingest, as real paths, and what was skipped and why."""
     scanner = _Scanner(recursive, follow_symlinks)
     for arg in paths:
         if _has_glob(arg) and not os.path.lexists(arg):
-            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=recursive))
+            pattern = os.path.abspath(os.path.expanduser(arg))
+            matches = sorted(glob.glob(pattern, recursive=recursive))
             if not matches:
                 scanner.result.missing.append(arg)
             for match in matches:
-                scanner.argument(match)
+                scanner.argument(match, _glob_root(pattern))
         elif os.path.lexists(Path(arg).expanduser()):
             scanner.argument(arg)
         else:
