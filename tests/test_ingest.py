@@ -152,11 +152,14 @@ def test_missing_path_and_unknown_file_type(initialised, tmp_path):
                      str(tmp_path / "nope.png"), "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    assert report["ingested"] == 1 and report["failed"] == 2
+    assert report["ingested"] == 1 and report["failed"] == 1
     errors = {f["uri"].rsplit("/", 1)[-1]: f["error"] for f in report["failures"]}
-    assert errors["nope.png"] == "no such file or folder"
-    assert "not an image" in errors["doc.pdf"]
-    assert rows(initialised)["doc.pdf"].status == "failed"
+    assert errors == {"nope.png": "no such file or folder"}
+    # A file that is not an image is never registered, even when named explicitly.
+    assert report["skipped"] == 1
+    assert report["skipped_files"] == [{"uri": str(tmp_path / "doc.pdf"),
+                                        "reason": "not an image: application/pdf"}]
+    assert sorted(rows(initialised)) == ["ok.png"]
 
 
 @pytest.mark.parametrize("kind", ["json-list", "json-map", "jsonl", "csv"])

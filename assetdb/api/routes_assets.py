@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,8 +11,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from assetdb.api.deps import SettingsDep, require_token
+from assetdb.api.file_responses import (
+    FILE_HEADERS,
+    OpenFileResponse,
+    content_disposition,
+    serving_type,
+)
 from assetdb.catalog import thumbnails
-from assetdb.catalog.assets import AssetDetail, get_asset, original_file, update_asset
+from assetdb.catalog.assets import AssetDetail, get_asset, open_original, update_asset
 
 router = APIRouter(prefix="/api/assets", tags=["assets"])
 
@@ -75,11 +82,12 @@ def thumbnail(
     size: Annotated[int, Query(description="longest side: 256 or 512")] = thumbnails.DEFAULT_SIZE,
     include_hidden: Hidden = False,
 ) -> Response:
-    """Made on first request, then cached on disk by content hash; ETag + Cache-Control."""
+    """Made on first request, then cached on disk by content hash; ETag + Cache-Control.
+    Always a re-encoded JPEG, and only while the original still checks out (see original)."""
     path, asset = thumbnails.thumbnail(settings, asset_id, size,
                                        include_hidden=include_hidden)
     etag = _etag(f"{asset.sha256}-{size}")
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, **FILE_HEADERS}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type="image/jpeg", headers=headers)
@@ -90,17 +98,24 @@ def thumbnail(
 def original(
     settings: SettingsDep, request: Request, asset_id: int, include_hidden: Hidden = False
 ) -> Response:
-    """Served only from the asset's stored location, looked up by id."""
-    path, asset = original_file(settings, asset_id, include_hidden=include_hidden)
-    etag = _etag(asset.sha256 or f"{asset.id}-{asset.updated_at}")
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL,
-               "X-Content-Type-Options": "nosniff"}
-    if _not_modified(request, etag):
+    """Served only from the asset's stored location, looked up by id, and only while that
+    path is a regular file, reached without symlinks, holding the bytes that were ingested
+    (else 404). Raster image types are shown inline; anything else is a download."""
+    fd, asset = open_original(settings, asset_id, include_hidden=include_hidden)
+    headers = _original_headers(asset)
+    if _not_modified(request, headers["ETag"]):
+        os.close(fd)
         return Response(status_code=304, headers=headers)
-    return FileResponse(path, media_type=asset.mime or "application/octet-stream",
-                        filename=asset.name, content_disposition_type="inline", headers=headers)
+    media_type, _ = serving_type(asset.mime, probed=asset.kind is not None)
+    return OpenFileResponse(fd, asset.bytes or 0, media_type=media_type, headers=headers)
 
 
-# HEAD for caches and link checkers (FileResponse sends the headers only).
+def _original_headers(asset: AssetDetail) -> dict[str, str]:
+    _, disposition = serving_type(asset.mime, probed=asset.kind is not None)
+    return {"ETag": _etag(asset.sha256 or ""), "Cache-Control": CACHE_CONTROL, **FILE_HEADERS,
+            "Content-Disposition": content_disposition(disposition, asset.name)}
+
+
+# HEAD for caches and link checkers (both responses send the headers only).
 router.add_api_route("/{asset_id}/thumbnail", thumbnail, methods=["HEAD"], include_in_schema=False)
 router.add_api_route("/{asset_id}/original", original, methods=["HEAD"], include_in_schema=False)

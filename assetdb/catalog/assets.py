@@ -1,11 +1,13 @@
 """Asset detail, browsing without a query, descriptive edits, and an asset's original file.
 
 Originals are served only from the `uri` stored on the asset's row, looked up by id:
-no caller-supplied path ever reaches the file system.
+no caller-supplied path ever reaches the file system, and the file is opened without
+following symlinks and checked against the row (assetdb.files).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,10 +20,12 @@ from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.db.models import Asset
 from assetdb.errors import AssetdbError, FilterError
+from assetdb.files import open_verified
 from assetdb.search.filters import Filters
 from assetdb.search.query import where_clauses
 
 A = Asset.__table__.c
+log = logging.getLogger(__name__)
 MAX_TITLE = 500
 MAX_DESCRIPTION = 10_000
 MAX_TAGS = 100
@@ -156,14 +160,24 @@ def update_asset(
         return _fetch(conn, asset_id)
 
 
-def original_file(
+def open_original(
     settings: Settings, asset_id: int, *, include_hidden: bool = True
-) -> tuple[Path, AssetDetail]:
-    """The asset's own file, from its stored uri; AssetNotFound if it is not a readable file."""
+) -> tuple[int, AssetDetail]:
+    """An open fd for the asset's own file and the asset; the caller closes the fd.
+
+    The file is opened from the stored uri with no symlink at any step, must be a regular
+    file and must still hold the bytes that were ingested (size and sha256): a file
+    replaced or redirected since then is AssetNotFound, never served.
+    """
     asset = get_asset(settings, asset_id, include_hidden=include_hidden)
-    if "://" in asset.uri:
+    if "://" in asset.uri or not Path(asset.uri).is_absolute():
         raise AssetNotFound(f"asset {asset_id} is not stored as a local file")
-    path = Path(asset.uri)
-    if not path.is_absolute() or not path.is_file():
-        raise AssetNotFound(f"the file of asset {asset_id} is missing")
-    return path, asset
+    try:
+        fd = open_verified(asset.uri, asset.sha256, asset.bytes)
+    except FileNotFoundError:
+        raise AssetNotFound(f"the file of asset {asset_id} is missing") from None
+    except OSError as exc:  # UnsafeFile included: why goes to the log, not to the client
+        log.warning("refusing the file of asset %s (%s): %s", asset_id, asset.uri, exc)
+        raise AssetNotFound(f"the file of asset {asset_id} is missing or has changed since "
+                            "it was ingested (run ingest again)") from None
+    return fd, asset

@@ -1,6 +1,8 @@
 """Thumbnails, made on first request and cached on disk under ASSETDB_HOME/thumbnails,
 keyed by the asset's sha256 and the size, so identical content shares one file and a
-changed file (new sha256 after re-ingest) gets a new thumbnail."""
+changed file (new sha256 after re-ingest) gets a new thumbnail. A thumbnail is made from,
+and served for, an original that opens as the catalogue's own file (assetdb.files): one
+replaced by a symlink or other content since ingest gets none."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
-from assetdb.catalog.assets import AssetDetail, AssetNotFound, original_file
+from assetdb.catalog.assets import AssetDetail, AssetNotFound, open_original
 from assetdb.config import Settings
 from assetdb.embedding.images import load_image
 from assetdb.errors import FilterError
@@ -33,7 +36,7 @@ def thumbnail_path(settings: Settings, sha256: str, size: int) -> Path:
     return cache_dir(settings) / sha256[:2] / f"{sha256}-{size}.jpg"
 
 
-def make_thumbnail(source: Path, target: Path, size: int) -> None:
+def make_thumbnail(source: Path | BinaryIO, target: Path, size: int) -> None:
     img = load_image(source, min_size=size)  # JPEG draft decode, EXIF orientation, RGB
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -54,10 +57,11 @@ def thumbnail(
     """The cached thumbnail file of an asset (made now if missing) and the asset."""
     if size not in SIZES:
         raise FilterError(f"thumbnail size must be one of {', '.join(map(str, SIZES))}")
-    source, asset = original_file(settings, asset_id, include_hidden=include_hidden)
-    if not asset.sha256:
-        raise AssetNotFound(f"asset {asset_id} has no content hash yet")
-    target = thumbnail_path(settings, asset.sha256, size)
-    if not target.is_file():
-        make_thumbnail(source, target, size)
+    fd, asset = open_original(settings, asset_id, include_hidden=include_hidden)
+    with os.fdopen(fd, "rb") as source:  # the verified file itself, not its path again
+        if not asset.sha256:
+            raise AssetNotFound(f"asset {asset_id} has no content hash yet")
+        target = thumbnail_path(settings, asset.sha256, size)
+        if not target.is_file():
+            make_thumbnail(source, target, size)
     return target, asset

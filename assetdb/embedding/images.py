@@ -4,6 +4,7 @@ applied, and anything unusable raises ImageError with a message fit for the asse
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +38,12 @@ Source = Path | BinaryIO
 def _size(source: Source) -> int:
     if isinstance(source, Path):
         return source.stat().st_size if source.exists() else 0
-    return source.getbuffer().nbytes if isinstance(source, io.BytesIO) else 1
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer().nbytes
+    try:  # an open file (ingest reads through a descriptor opened without symlinks)
+        return os.fstat(source.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return 1
 
 
 def _open(path: Source) -> Image.Image:

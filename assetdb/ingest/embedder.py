@@ -5,6 +5,7 @@ inference thread gets images that are already small (docs/performance.md has the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -16,15 +17,23 @@ from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image
 from assetdb.embedding.preprocess import fit_shortest_edge
 from assetdb.errors import ImageError
+from assetdb.files import open_no_symlinks
 
 Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
 
 
 def _load(path: Path, min_size: int, edge: int | None, resample: int) -> Image.Image | str:
+    # Stored paths are real paths: a symlink in one was swapped in since it was scanned,
+    # and is refused rather than embedded.
     try:
-        return fit_shortest_edge(load_image(path, min_size), edge, resample)
+        with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
+            return fit_shortest_edge(load_image(fh, min_size), edge, resample)
     except ImageError as exc:
         return str(exc)
+    except FileNotFoundError:
+        return f"file not found: {path}"
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
     except MemoryError:
         return "image too large to decode in memory"
 

@@ -5,6 +5,7 @@ on its row (status 'failed')."""
 from __future__ import annotations
 
 import mimetypes
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import Probe, now_utc, probe
 from assetdb.errors import ImageError
+from assetdb.files import open_no_symlinks, sha256_fd
 from assetdb.ingest.embedder import embed_paths
-from assetdb.ingest.scan import scan, sha256_file
+from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
 
 Progress = Callable[[int], None]  # called with the number of files just finished
@@ -35,9 +37,10 @@ class IngestReport:
     unchanged: int = 0  # same content and model as stored: no model work
     deduplicated: int = 0  # of `ingested`, vectors copied from identical content
     failed: int = 0
-    skipped: int = 0  # files in folders that are not images
+    skipped: int = 0  # not images, or symlinks out of the roots: never registered
     metadata_unmatched: int = 0  # sidecar entries that name no ingested file
     failures: list[dict[str, str]] = field(default_factory=list)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -54,11 +57,14 @@ class _File:
 
 
 def _inspect(path: Path) -> _File:
+    """Hash and probe one file, from one descriptor opened without following symlinks
+    (the path is a real path: a symlink here was swapped in after the scan)."""
     item = _File(path)
     try:
-        item.size = path.stat().st_size
-        item.sha256 = sha256_file(path)
-        item.probe = probe(path)
+        with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
+            item.size = os.fstat(fh.fileno()).st_size
+            item.sha256 = sha256_fd(fh.fileno())
+            item.probe = probe(fh)
     except ImageError as exc:
         item.error = str(exc)
     except FileNotFoundError:
@@ -169,6 +175,7 @@ def ingest(
     paths: Sequence[str],
     *,
     recursive: bool = False,
+    follow_symlinks: bool = False,
     metadata_file: Path | None = None,
     encoder: Encoder | None = None,
     embed: bool = True,
@@ -176,12 +183,15 @@ def ingest(
     on_total: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Ingest files. With embed=False rows are registered as 'pending' for workers.
+    Non-images, and symlinks out of the roots given (unless follow_symlinks), are skipped
+    and reported with their reason; no row is written for them.
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
     """
     sidecar = load_sidecar(metadata_file) if metadata_file else {}
-    found = scan(paths, recursive=recursive)
-    report = IngestReport(skipped=len(found.skipped))
+    found = scan(paths, recursive=recursive, follow_symlinks=follow_symlinks)
+    report = IngestReport(skipped=len(found.skipped),
+                          skipped_files=[s.as_dict() for s in found.skipped])
     for arg in found.missing:
         report.failed += 1
         report.failures.append({"uri": arg, "error": "no such file or folder"})
