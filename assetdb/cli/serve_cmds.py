@@ -54,7 +54,7 @@ def serve(host: str, port: int, allowed_hosts: tuple[str, ...], insecure_no_toke
     --allowed-host are answered (a defence against DNS rebinding). Uploads are
     limited to ASSETDB_API_MAX_UPLOAD_MB (default 20); a search returns at most
     ASSETDB_API_MAX_RESULTS (default 500). Threat model and reverse-proxy set-up:
-    docs/security-api.md.
+    docs/security.md.
 
     \b
     Examples:
