@@ -22,7 +22,7 @@ from assetdb.ingest.service import ingest
 from tests.api_support import running_server
 from tests.conftest import run_cli
 from tests.images import noise, solid
-from tests.test_api import raw_get
+from tests.test_api import BASE_URL, raw_get
 
 CONFIG = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500)
 SCRIPT = b"<script>fetch('/api/assets').then(r => r.text()).then(alert)</script>"
@@ -49,7 +49,7 @@ def reasons(report: dict) -> dict[str, str]:
 
 @pytest.fixture
 def client(initialised, encoder):
-    with TestClient(create_app(initialised, encoder, CONFIG)) as c:
+    with TestClient(create_app(initialised, encoder, CONFIG), base_url=BASE_URL) as c:
         yield c
 
 

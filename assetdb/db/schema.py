@@ -9,20 +9,21 @@ from sqlalchemy import Connection, text
 from assetdb.config import Settings
 from assetdb.errors import DatabaseError, ModelError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The migrations ship inside the package (a wheel install needs no checkout); the
+# checkout's top-level `migrations` is a link here, for `alembic` run by hand.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 _MIGRATE_LOCK = 0x61737365  # any constant: serialises concurrent `assetdb init` runs
 
 
 def alembic_config(connection: Connection | None = None, dim: int | None = None):  # noqa: ANN201
     from alembic.config import Config
 
-    ini = PROJECT_ROOT / "alembic.ini"
-    if not ini.exists():
-        raise DatabaseError(
-            f"alembic.ini not found at {ini}: install assetdb from its checkout (pip install -e .)"
-        )
-    cfg = Config(str(ini))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    if not (MIGRATIONS_DIR / "env.py").exists():  # pragma: no cover - a broken install
+        raise DatabaseError(f"the schema migrations are missing from {MIGRATIONS_DIR}: "
+                            "reinstall assetdb")
+    cfg = Config()  # no alembic.ini at run time: it lives in the checkout only
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
     if connection is not None:
         cfg.attributes["connection"] = connection
     if dim is not None:
