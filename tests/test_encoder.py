@@ -36,7 +36,7 @@ def test_text_longer_than_77_tokens_is_truncated_not_an_error(encoder):
 def test_model_name_is_the_absolute_directory(encoder, tiny_model_dir):
     assert encoder.name == str(tiny_model_dir.resolve())
     assert encoder.dimension == 32 and encoder.image_size == 32
-    assert encoder.logit_scale > 1
+    assert encoder.scoring.logit_scale > 1
 
 
 def test_unknown_model_name_is_a_clear_error():

@@ -24,6 +24,8 @@ class CountingEncoder:
     def __init__(self, inner):
         self.inner = inner
         self.name, self.dimension, self.image_size = inner.name, inner.dimension, inner.image_size
+        self.towers, self.preprocess, self.scoring = inner.towers, inner.preprocess, inner.scoring
+        self.batch_size = inner.batch_size
         self.images = 0
 
     def encode_texts(self, texts):
@@ -32,10 +34,6 @@ class CountingEncoder:
     def encode_images(self, images):
         self.images += len(images)
         return self.inner.encode_images(images)
-
-    @property
-    def logit_scale(self):
-        return self.inner.logit_scale
 
 
 def rows(settings, where="true"):

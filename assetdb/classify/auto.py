@@ -45,7 +45,7 @@ def apply_auto_classification(
     ids = [asset_id for asset_id, _ in items]
     vectors = np.stack([np.asarray(v, dtype=np.float32) for _, v in items])
     for s in label_sets:
-        probs = probabilities(vectors, _prototypes(encoder, s), encoder.logit_scale)
+        probs = probabilities(vectors, _prototypes(encoder, s), encoder.scoring)
         store.write_labels(conn, s.field, ids, label_results(probs, list(s.labels)))
     if policies:
         results, _ = moderation_results(vectors, encode_policies(encoder, policies))

@@ -19,6 +19,6 @@ def classify_image(
     """(label, probability) pairs, most likely first; probabilities sum to 1."""
     prototypes = text_prototypes(encoder, labels, templates)
     clean = [label.strip() for label in labels if label.strip()]
-    probs = probabilities(encoder.encode_images([image]), prototypes, encoder.logit_scale)[0]
+    probs = probabilities(encoder.encode_images([image]), prototypes, encoder.scoring)[0]
     ranked = sorted(zip(clean, probs.tolist(), strict=True), key=lambda p: -p[1])
     return [(label, round(float(p), 6)) for label, p in ranked]

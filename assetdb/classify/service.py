@@ -75,7 +75,7 @@ def classify_file(
     labels, templates = check_labels(labels), check_templates(templates)
     prototypes = text_prototypes(encoder, labels, templates)
     image = load_image(Path(path).expanduser(), encoder.image_size)
-    probs = probabilities(encoder.encode_images([image]), prototypes, encoder.logit_scale)[0]
+    probs = probabilities(encoder.encode_images([image]), prototypes, encoder.scoring)[0]
     order = np.argsort(-probs, kind="stable")
     return [{"label": labels[i], "probability": round(float(probs[i]), 6)} for i in order]
 
@@ -133,7 +133,7 @@ def classify_catalogue(
         if on_total:
             on_total(store.count_assets(conn, filters, model))
         for ids, uris, vectors in store.iter_vectors(conn, filters, model):
-            results = label_results(probabilities(vectors, prototypes, encoder.logit_scale),
+            results = label_results(probabilities(vectors, prototypes, encoder.scoring),
                                     labels)
             if not dry_run:
                 store.write_labels(conn, field, ids, results)

@@ -2,7 +2,8 @@
 
 Labels become text prototypes: one prompt per template ("a photo of a {}"), each
 embedding L2-normalised, averaged, and renormalised (prompt ensembling, as in the CLIP
-paper). Probabilities are a softmax over cosine similarity times the model's logit scale.
+paper). Probabilities follow the model's scoring: for CLIP a softmax over cosine
+similarity times the model's logit scale.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from assetdb.embedding.encoder import Encoder, softmax
+from assetdb.embedding.encoder import Encoder, Scoring
 from assetdb.errors import AssetdbError
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
@@ -81,7 +82,8 @@ def text_prototypes(
 
 
 def probabilities(
-    image_vectors: np.ndarray, prototypes: np.ndarray, logit_scale: float
+    image_vectors: np.ndarray, prototypes: np.ndarray, scoring: Scoring
 ) -> np.ndarray:
-    """(N, L) label probabilities for N unit image vectors."""
-    return softmax(logit_scale * (np.asarray(image_vectors) @ prototypes.T))
+    """(N, L) label probabilities for N unit image vectors, by the model's own rule
+    (softmax x logit scale for CLIP, sigmoid + bias for SigLIP)."""
+    return scoring.probabilities(np.asarray(image_vectors) @ prototypes.T)

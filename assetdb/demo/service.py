@@ -159,7 +159,7 @@ def zero_shot(encoder: Encoder, items: list[tuple[Path, shapes.ShapeImage]]) -> 
     vectors = encoder.encode_images([load_image(p, encoder.image_size) for p, _ in items])
     labels = list(shapes.SHAPES)
     probs = probabilities(vectors, text_prototypes(encoder, labels, shapes.SHAPE_TEMPLATES),
-                          encoder.logit_scale)
+                          encoder.scoring)
     return [Classified(path.name, item.shape, labels[int(p.argmax())], float(p.max()))
             for (path, item), p in zip(items, probs, strict=True)]
 

@@ -59,10 +59,9 @@ def embed_paths(
 ) -> Iterator[list[Result]]:
     """Yield one list of results per batch, in input order."""
     batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
-    min_size = encoder.image_size
-    # Encoders that do not say how their processor resizes get full-size images.
-    edge = getattr(encoder, "resize_shortest_edge", None)
-    resample = getattr(encoder, "resize_resample", Image.Resampling.BICUBIC)
+    # Encoders whose preprocessing does not say how it resizes get full-size images.
+    spec = encoder.preprocess
+    min_size, edge, resample = spec.image_size, spec.resize_shortest_edge, spec.resample
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
         def submit(batch: list[Path]) -> list[Future[Image.Image | str]]:

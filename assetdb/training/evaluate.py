@@ -60,7 +60,7 @@ def zero_shot_accuracy(
     paths = [p for files in classes.values() for p in files]
     truth = np.array([i for i, files in enumerate(classes.values()) for _ in files])
     probs = probabilities(_embed(encoder, paths, batch_size, workers, progress), prototypes,
-                          encoder.logit_scale)
+                          encoder.scoring)
     predicted = probs.argmax(axis=1)
     top5 = np.argsort(-probs, axis=1)[:, :5]
     per_class = {

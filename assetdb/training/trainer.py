@@ -72,13 +72,13 @@ class _Clip:
     def __init__(self, base: str, device: str | None) -> None:
         import torch
 
-        from assetdb.embedding.encoder import SentenceTransformerClip
+        from assetdb.embedding.backends.st_clip import SentenceTransformerClip
 
         wrapper = SentenceTransformerClip(base, device=device or "cpu")
         self.st = wrapper.model
         self.device = torch.device(wrapper.device)
-        self.model = wrapper._clip.model
-        self.processor = wrapper._clip.processor
+        self.model = wrapper.clip_model
+        self.processor = wrapper.processor
         self.image_size = wrapper.image_size
         self.max_tokens = min(77, self.model.config.text_config.max_position_embeddings)
 

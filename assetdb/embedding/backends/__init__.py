@@ -1,0 +1,1 @@
+"""Model backends shipped with assetdb (see assetdb.embedding.registry)."""
