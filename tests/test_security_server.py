@@ -71,6 +71,12 @@ def test_long_home_gets_a_private_socket_folder_and_passwords(scratch):
     assert not sock.exists()  # the private socket folder goes with the server
 
 
+def test_a_new_home_is_private(scratch):
+    home = scratch / "new" / "home"
+    embedded.start(home)
+    assert stat.S_IMODE(home.stat().st_mode) == (0o711 if ROOT else 0o700)
+
+
 def test_parents_keep_their_permissions(scratch):
     parent = scratch / "a" / "b"
     parent.mkdir(parents=True)

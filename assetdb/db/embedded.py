@@ -330,7 +330,10 @@ def scratch_home(prefix: str = "assetdb-") -> Path:
 def start(home: Path) -> str:
     """Start (or attach to) the embedded server; return its superuser's libpq URL."""
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home.parent.mkdir(parents=True, exist_ok=True)
+        # A new home is private: 0700, or 0711 under root so that the server's own user
+        # may pass through it (it lists nothing; pgdata and run are its own, 0700).
+        home.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700, exist_ok=True)
     except OSError as exc:
         raise DatabaseError(f"cannot use ASSETDB_HOME={home}: {exc.strerror or exc}") from None
     if not home.is_dir():
