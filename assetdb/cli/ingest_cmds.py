@@ -33,6 +33,9 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     ...) are never registered: they are skipped, with their reason. So is a symlink
     that points outside the folder given (or, for a file argument, outside its own
     folder) unless --follow-symlinks; a symlink inside it is stored by its real path.
+    Every path given or walked is counted: a walk skips hidden names (a leading dot)
+    and, without --recursive, sub-folders; broken symlinks, FIFOs, a second path to
+    the same file and names that are not UTF-8 are skipped too, each with its reason.
 
     The sidecar's known keys (image_path, title, description, tags, captured_at)
     fill those fields; every other key goes to the metadata jsonb.
