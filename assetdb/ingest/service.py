@@ -37,7 +37,9 @@ class IngestReport:
     unchanged: int = 0  # same content and model as stored: no model work
     deduplicated: int = 0  # of `ingested`, vectors copied from identical content
     failed: int = 0
-    skipped: int = 0  # not images, or symlinks out of the roots: never registered
+    # Not images, symlinks out of the roots, hidden, FIFOs, duplicates, non-UTF-8 names,
+    # sub-folders without recursive: never registered (scan.py has the rules).
+    skipped: int = 0
     metadata_unmatched: int = 0  # sidecar entries that name no ingested file
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
@@ -204,8 +206,9 @@ def ingest(
     on_total: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Ingest files. With embed=False rows are registered as 'pending' for workers.
-    Non-images, and symlinks out of the roots given (unless follow_symlinks), are skipped
-    and reported with their reason; no row is written for them.
+    Non-images, symlinks out of the roots given (unless follow_symlinks) and the other
+    paths scan() skips are reported with their reason; no row is written for them. A
+    failure already stored for the same bytes is counted but not written again.
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
     """
