@@ -120,7 +120,10 @@ def test_symlinks_inside_the_folder_are_stored_by_real_path(initialised, tmp_pat
     os.symlink("real.png", folder / "alias.png")
     os.symlink(folder / "inner", folder / "alias-dir")
     report = ingest_json(str(folder), "--recursive")
-    assert (report["ingested"], report["skipped"], report["failed"]) == (2, 0, 0)
+    assert (report["ingested"], report["skipped"], report["failed"]) == (2, 2, 0)
+    # The links are counted, not silently folded into their targets' rows (issue 13).
+    assert reasons(report) == {"alias.png": f"same file as {real}",
+                               "alias-dir": f"same folder as {inner.parent}"}
     assert sorted(stored(initialised)) == sorted([str(real), str(inner)])
 
 

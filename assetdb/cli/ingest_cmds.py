@@ -33,6 +33,9 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     ...) are never registered: they are skipped, with their reason. So is a symlink
     that points outside the folder given (or, for a file argument, outside its own
     folder) unless --follow-symlinks; a symlink inside it is stored by its real path.
+    Every path given or walked is counted: a walk skips hidden names (a leading dot)
+    and, without --recursive, sub-folders; broken symlinks, FIFOs, a second path to
+    the same file and names that are not UTF-8 are skipped too, each with its reason.
 
     The sidecar's known keys (image_path, title, description, tags, captured_at)
     fill those fields; every other key goes to the metadata jsonb.
@@ -85,13 +88,24 @@ def _echo_skipped(skipped: list[dict[str, str]]) -> None:
                    err=True)
 
 
+# Reason prefix -> what the summary line calls those skips, in the order shown.
+_SKIP_KINDS = [
+    ("not an image", "non-image files"),
+    ("symlink to a path outside", "symlinks out of the folder"),
+    ("hidden", "hidden"),
+    ("folder (", "sub-folders (--recursive walks them)"),
+    ("same ", "second paths to the same file"),
+    ("named more than once", "second paths to the same file"),
+    ("broken symlink", "broken symlinks"),
+]
+
+
 def _skipped_summary(skipped: list[dict[str, str]]) -> str:
-    """'2 non-image files skipped' and/or '1 symlinks out of the folder skipped'."""
-    links = sum(s["reason"].startswith("symlink") for s in skipped)
-    images = sum(s["reason"].startswith("not an image") for s in skipped)
-    parts = [f"{images} non-image files skipped"] if images else []
-    if links:
-        parts.append(f"{links} symlinks out of the folder skipped")
-    if rest := len(skipped) - links - images:
-        parts.append(f"{rest} other files skipped")
-    return "; ".join(parts)
+    """'2 non-image files skipped; 1 hidden skipped; 3 other files skipped'."""
+    counts: dict[str, int] = {}
+    for skip in skipped:
+        kind = next((name for prefix, name in _SKIP_KINDS
+                     if skip["reason"].startswith(prefix)), "other files")
+        counts[kind] = counts.get(kind, 0) + 1
+    order = [name for _, name in _SKIP_KINDS] + ["other files"]
+    return "; ".join(f"{counts[k]} {k} skipped" for k in dict.fromkeys(order) if k in counts)

@@ -67,9 +67,31 @@ def _open(path: Source) -> Image.Image:
     return img
 
 
-def _captured_at(img: Image.Image) -> datetime | None:
+# The first bytes of each supported format (MPO is a JPEG): what may be worth hashing.
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",
+          b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+MAGIC_BYTES = 12
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file's first MAGIC_BYTES bytes start a supported format; a file that
+    does not is refused without reading (or hashing) the rest of it."""
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _header_exif(img: Image.Image) -> Image.Exif:
+    """The EXIF read while opening, never the pixels: PngImageFile.getexif decodes the
+    whole image to look for an eXIf chunk after the pixel data, which the PNG spec does
+    not allow anyway. Malformed EXIF (common in the wild) reads as none."""
     try:
-        raw = img.getexif().get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL)
+        return Image.Image.getexif(img)
+    except Exception:  # noqa: BLE001 - SyntaxError, struct.error, ValueError, ...
+        return Image.Exif()
+
+
+def _captured_at(exif: Image.Exif) -> datetime | None:
+    try:
+        raw = exif.get_ifd(_EXIF_IFD).get(_EXIF_DATETIME_ORIGINAL)
         if not raw:
             return None
         return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC)
@@ -78,19 +100,32 @@ def _captured_at(img: Image.Image) -> datetime | None:
 
 
 def probe(path: Source) -> Probe:
-    """Identify the image without decoding its pixels."""
+    """Identify the image from its headers, without decoding its pixels. Anything Pillow
+    raises on a damaged header becomes ImageError, so it fails this file alone."""
+    try:
+        return _probe(path)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large (decompression-bomb limit): {exc}") from None
+    except MemoryError:
+        raise ImageError("image headers too large to read in memory") from None
+    except Exception as exc:  # noqa: BLE001 - SyntaxError, ValueError, struct.error, ...
+        raise ImageError(f"corrupt image header: {exc or type(exc).__name__}") from None
+
+
+def _probe(path: Source) -> Probe:
     with _open(path) as img:
         width, height = img.size
-        if img.format in ("JPEG", "MPO", "PNG", "WEBP", "TIFF"):
-            orientation = img.getexif().get(0x0112)
-            if orientation in (5, 6, 7, 8):  # rotated 90 degrees: report displayed size
-                width, height = height, width
+        exif = _header_exif(img)
+        if exif.get(0x0112) in (5, 6, 7, 8):  # rotated 90 degrees: report displayed size
+            width, height = height, width
         return Probe(
             kind="animation" if getattr(img, "is_animated", False) else "image",
             mime=Image.MIME.get(img.format or "", "application/octet-stream"),
             width=width,
             height=height,
-            captured_at=_captured_at(img),
+            captured_at=_captured_at(exif),
         )
 
 

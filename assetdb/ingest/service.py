@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 from assetdb.classify.auto import apply_to_upserted
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
-from assetdb.embedding.images import Probe, now_utc, probe
+from assetdb.embedding.images import MAGIC_BYTES, Probe, looks_like_image, now_utc, probe
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
 from assetdb.ingest.embedder import embed_paths
@@ -37,7 +37,9 @@ class IngestReport:
     unchanged: int = 0  # same content and model as stored: no model work
     deduplicated: int = 0  # of `ingested`, vectors copied from identical content
     failed: int = 0
-    skipped: int = 0  # not images, or symlinks out of the roots: never registered
+    # Not images, symlinks out of the roots, hidden, FIFOs, duplicates, non-UTF-8 names,
+    # sub-folders without recursive: never registered (scan.py has the rules).
+    skipped: int = 0
     metadata_unmatched: int = 0  # sidecar entries that name no ingested file
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
@@ -58,11 +60,17 @@ class _File:
 
 def _inspect(path: Path) -> _File:
     """Hash and probe one file, from one descriptor opened without following symlinks
-    (the path is a real path: a symlink here was swapped in after the scan)."""
+    (the path is a real path: a symlink here was swapped in after the scan). A file whose
+    first bytes start no supported format is refused before it is hashed: a 2 GiB file of
+    zeros named .png costs one small read, not a full one."""
     item = _File(path)
     try:
         with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
             item.size = os.fstat(fh.fileno()).st_size
+            if not looks_like_image(os.pread(fh.fileno(), MAGIC_BYTES, 0)):
+                item.error = ("empty file" if item.size == 0
+                              else "not an image, or an unsupported image format")
+                return item
             item.sha256 = sha256_fd(fh.fileno())
             item.probe = probe(fh)
     except ImageError as exc:
@@ -71,6 +79,8 @@ def _inspect(path: Path) -> _File:
         item.error = "file not found"
     except OSError as exc:
         item.error = f"cannot read file: {exc.strerror or exc}"
+    except Exception as exc:  # noqa: BLE001 - one odd file must not cost the batch
+        item.error = f"cannot read image: {type(exc).__name__}: {exc}"
     return item
 
 
@@ -151,12 +161,25 @@ def _row(
     }
 
 
-def _existing(conn: Connection, uris: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+def _existing(conn: Connection, uris: Sequence[str]) -> dict[str, Row[Any]]:
     rows = conn.execute(
-        text("SELECT uri, sha256, status, embedding_model FROM assets WHERE uri = ANY(:uris)"),
+        text("SELECT uri, sha256, status, embedding_model, error, bytes FROM assets "
+             "WHERE uri = ANY(:uris)"),
         {"uris": list(uris)},
     ).all()
-    return {r.uri: (r.sha256, r.status, r.embedding_model) for r in rows}
+    return {r.uri: r for r in rows}
+
+
+def _same_failure(old: Row[Any] | None, item: _File, error: str | None) -> bool:
+    """The row already records this failure of these bytes: writing it again would only
+    bump attempts and updated_at, and a re-run of an unchanged folder writes nothing."""
+    return (old is not None and old.status == "failed" and old.error == error
+            and old.sha256 == item.sha256 and old.bytes == item.size and item.sidecar is None)
+
+
+def _failed(report: IngestReport, item: _File, error: str) -> None:
+    report.failed += 1
+    report.failures.append({"uri": str(item.path), "error": error})
 
 
 def _stored_vectors(conn: Connection, shas: Iterable[str], model: str) -> dict[str, np.ndarray]:
@@ -183,8 +206,9 @@ def ingest(
     on_total: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Ingest files. With embed=False rows are registered as 'pending' for workers.
-    Non-images, and symlinks out of the roots given (unless follow_symlinks), are skipped
-    and reported with their reason; no row is written for them.
+    Non-images, symlinks out of the roots given (unless follow_symlinks) and the other
+    paths scan() skips are reported with their reason; no row is written for them. A
+    failure already stored for the same bytes is counted but not written again.
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
     """
@@ -216,20 +240,20 @@ def ingest(
 
     to_embed: list[_File] = []
     with connect(settings) as conn:
-        existing: dict[str, tuple[str, str, str | None]] = {}
+        existing: dict[str, Row[Any]] = {}
         for i in range(0, len(items), 1000):
             existing.update(_existing(conn, [str(x.path) for x in items[i : i + 1000]]))
         for item in items:
-            if item.error:
-                conn.execute(_UPSERT, _row(item, None, None, "failed", item.error))
-                report.failed += 1
-                report.failures.append({"uri": str(item.path), "error": item.error})
-                continue
             old = existing.get(str(item.path))
-            same = old is not None and old[0] == item.sha256
+            if item.error:
+                if not _same_failure(old, item, item.error):
+                    conn.execute(_UPSERT, _row(item, None, None, "failed", item.error))
+                _failed(report, item, item.error)
+                continue
+            same = old is not None and old.sha256 == item.sha256
             # Unchanged: embedded with the current model, or (registering only) already queued.
-            if same and (old[1] == "ready" and old[2] == model or old[1] == "pending"
-                         and not embed):
+            if same and (old.status == "ready" and old.embedding_model == model
+                         or old.status == "pending" and not embed):
                 if item.sidecar:
                     conn.execute(_UPDATE_METADATA, {"uri": str(item.path),
                                                     **_sidecar_params(item.sidecar)})
@@ -266,13 +290,15 @@ def ingest(
                 rows.append(_row(item, model, vector, "ready", None))
                 report.ingested += 1
             else:
-                rows.append(_row(item, None, None, "failed", error))
-                report.failed += 1
-                report.failures.append({"uri": str(path), "error": error or "unknown"})
+                error = error or "unknown"
+                if not _same_failure(existing.get(str(path)), item, error):
+                    rows.append(_row(item, None, None, "failed", error))
+                _failed(report, item, error)
         # One executemany per batch: psycopg pipelines it, one round trip instead of 32.
-        with connect(settings) as conn:
-            conn.execute(_UPSERT, rows)
-            apply_to_upserted(conn, rows, encoder)  # enabled label sets and policies
+        if rows:
+            with connect(settings) as conn:
+                conn.execute(_UPSERT, rows)
+                apply_to_upserted(conn, rows, encoder)  # enabled label sets and policies
         if progress:
             progress(len(batch))
     # Copies: content that was already embedded, here or in an earlier run.
@@ -282,9 +308,9 @@ def ingest(
         vector = known.get(item.sha256 or "")
         if vector is None:  # its twin failed: fail the same way, without more model work
             error = "identical content failed to embed"
-            copy_rows.append(_row(item, None, None, "failed", error))
-            report.failed += 1
-            report.failures.append({"uri": str(item.path), "error": error})
+            if not _same_failure(existing.get(str(item.path)), item, error):
+                copy_rows.append(_row(item, None, None, "failed", error))
+            _failed(report, item, error)
             continue
         copy_rows.append(_row(item, model, vector, "ready", None))
         report.ingested += 1
