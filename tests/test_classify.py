@@ -25,7 +25,8 @@ def hand_probabilities(encoder, image_vectors, labels, templates):  # noqa: ANN0
         t /= np.linalg.norm(t, axis=1, keepdims=True)
         mean = t.mean(axis=0)
         protos.append(mean / np.linalg.norm(mean))
-    logits = encoder.scoring.logit_scale * (np.asarray(image_vectors, np.float64) @ np.stack(protos).T)
+    sims = np.asarray(image_vectors, np.float64) @ np.stack(protos).T
+    logits = encoder.scoring.logit_scale * sims
     return softmax(logits)
 
 
