@@ -24,7 +24,7 @@ from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import Probe, now_utc, probe
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
-from assetdb.ingest.embedder import embed_paths
+from assetdb.ingest.embedder import Expected, embed_paths
 from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
 
@@ -178,6 +178,7 @@ def ingest(
     follow_symlinks: bool = False,
     metadata_file: Path | None = None,
     encoder: Encoder | None = None,
+    load_encoder: Callable[[], Encoder] | None = None,
     embed: bool = True,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
@@ -187,6 +188,7 @@ def ingest(
     and reported with their reason; no row is written for them.
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
+    `load_encoder` (instead of `encoder`) is called only if something needs the model.
     """
     sidecar = load_sidecar(metadata_file) if metadata_file else {}
     found = scan(paths, recursive=recursive, follow_symlinks=follow_symlinks)
@@ -199,10 +201,7 @@ def ingest(
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
     model = meta["model"]
-    if embed:
-        if encoder is None:
-            raise ValueError("embed=True needs an encoder")
-        schema.check_model(meta, encoder.name, encoder.dimension)
+    lazy = _Model(meta, encoder, load_encoder) if embed else None
 
     if on_total:
         on_total(len(found.files))
@@ -244,7 +243,8 @@ def ingest(
 
     if not to_embed:
         return report
-    assert encoder is not None
+    assert lazy is not None
+    encoder = lazy.get()
     with connect(settings) as conn:
         known = {}
         shas = {x.sha256 for x in to_embed if x.sha256}
@@ -256,8 +256,10 @@ def ingest(
         if item.sha256 not in known:
             first.setdefault(item.sha256 or str(item.path), item)
     by_path = {x.path: x for x in first.values()}
+    expected: dict[Path, Expected] = {x.path: (x.sha256, x.size) for x in first.values()}
+    errors: dict[str, str] = {}  # sha256 -> why its first file failed, for its copies
     for batch in embed_paths(encoder, [x.path for x in first.values()],
-                             settings.batch_size, settings.decode_workers):
+                             settings.batch_size, settings.decode_workers, expected):
         rows = []
         for path, vector, error in batch:
             item = by_path[path]
@@ -266,6 +268,7 @@ def ingest(
                 rows.append(_row(item, model, vector, "ready", None))
                 report.ingested += 1
             else:
+                errors[item.sha256 or ""] = error or "unknown error"
                 rows.append(_row(item, None, None, "failed", error))
                 report.failed += 1
                 report.failures.append({"uri": str(path), "error": error or "unknown"})
@@ -281,7 +284,7 @@ def ingest(
     for item in copies:
         vector = known.get(item.sha256 or "")
         if vector is None:  # its twin failed: fail the same way, without more model work
-            error = "identical content failed to embed"
+            error = errors.get(item.sha256 or "", "unknown error")
             copy_rows.append(_row(item, None, None, "failed", error))
             report.failed += 1
             report.failures.append({"uri": str(item.path), "error": error})
@@ -296,6 +299,27 @@ def ingest(
     if progress and copies:
         progress(len(copies))
     return report
+
+
+class _Model:
+    """The encoder, loaded when first needed: an unchanged folder, or one whose files all
+    fail before decoding, costs no model load."""
+
+    def __init__(self, meta: dict[str, str], encoder: Encoder | None,
+                 load: Callable[[], Encoder] | None) -> None:
+        if encoder is None and load is None:
+            raise ValueError("embed=True needs an encoder or a way to load one")
+        self.meta, self.encoder, self.load = meta, encoder, load
+        if encoder is not None:
+            schema.check_model(meta, encoder.name, encoder.dimension)
+
+    def get(self) -> Encoder:
+        if self.encoder is None:
+            assert self.load is not None
+            encoder = self.load()
+            schema.check_model(self.meta, encoder.name, encoder.dimension)
+            self.encoder = encoder
+        return self.encoder
 
 
 def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:
