@@ -11,6 +11,9 @@ from typing import Any
 from assetdb.errors import ConfigError
 
 DEFAULT_MODEL = "clip-ViT-B-32"
+# Larger images are refused from their header. A PNG is decoded whole before it is
+# reduced, so this bounds memory: up to 4 bytes a pixel (RGBA) while one decodes.
+DEFAULT_MAX_IMAGE_PIXELS = 700_000_000
 
 
 def _default_home() -> Path:
@@ -48,6 +51,11 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return env_number(name, default, minimum, float)
 
 
+def max_image_pixels() -> int:
+    """ASSETDB_MAX_IMAGE_PIXELS: the largest image (width x height) that is decoded."""
+    return env_int("ASSETDB_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -60,6 +68,7 @@ class Settings:
     decode_workers: int
     exact_search_max_rows: int
     hnsw_ef_search: int
+    max_image_pixels: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -77,6 +86,7 @@ class Settings:
             # instead of walking the HNSW graph: exact, and cheaper at that size.
             exact_search_max_rows=env_int("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000),
             hnsw_ef_search=env_int("ASSETDB_HNSW_EF_SEARCH", 100, minimum=1),
+            max_image_pixels=max_image_pixels(),
         )
 
 

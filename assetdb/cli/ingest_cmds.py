@@ -48,12 +48,11 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     from assetdb.ingest.service import ingest as run_ingest
 
     settings = get_settings()
-    encoder = None if no_embed else load_model(settings)
     with LazyProgress("ingest") as bar:
         report = run_ingest(
             settings, paths, recursive=recursive, follow_symlinks=follow_symlinks,
-            metadata_file=metadata_file,
-            encoder=encoder, embed=not no_embed, progress=bar.update, on_total=bar.on_total,
+            metadata_file=metadata_file, load_encoder=lambda: load_model(settings),
+            embed=not no_embed, progress=bar.update, on_total=bar.on_total,
         )
     if as_json:
         print_json(report.as_dict())

@@ -1,12 +1,18 @@
 """Embed image files: decode in a thread pool one batch ahead of the encoder, so that
 decoding (which releases the GIL) overlaps with inference. The decode threads also do the
 processor's resize (JPEG draft decode, then bicubic to the model's scale), so the
-inference thread gets images that are already small (docs/performance.md has the figures)."""
+inference thread gets images that are already small (docs/performance.md has the figures).
+
+Each file is read once, and what is decoded is what was hashed: given the sha256 and size
+recorded on the row, a file replaced since then fails instead of lending its vector to the
+old content's hash."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,14 +26,30 @@ from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks
 
 Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
+Expected = tuple[str | None, int | None]  # (sha256, size) recorded for the file
+CHANGED = "the file changed after it was hashed"
 
 
-def _load(path: Path, min_size: int, edge: int | None, resample: int) -> Image.Image | str:
+def _read(path: Path, expected: Expected | None) -> bytes:
+    """The file's bytes, read once; ImageError if they are not the recorded content."""
     # Stored paths are real paths: a symlink in one was swapped in since it was scanned,
     # and is refused rather than embedded.
+    with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
+        sha256, size = expected or (None, None)
+        if size is not None and os.fstat(fh.fileno()).st_size != size:
+            raise ImageError(f"{CHANGED} (size differs); ingest it again")
+        data = fh.read()
+    if size is not None and len(data) != size or (
+            sha256 and hashlib.sha256(data).hexdigest() != sha256):
+        raise ImageError(f"{CHANGED} (content differs); ingest it again")
+    return data
+
+
+def _load(path: Path, min_size: int, edge: int | None, resample: int,
+          expected: Expected | None = None) -> Image.Image | str:
     try:
-        with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
-            return fit_shortest_edge(load_image(fh, min_size), edge, resample)
+        data = _read(path, expected)
+        return fit_shortest_edge(load_image(io.BytesIO(data), min_size), edge, resample)
     except ImageError as exc:
         return str(exc)
     except FileNotFoundError:
@@ -55,9 +77,12 @@ def _encode_batch(encoder: Encoder, images: list[Image.Image]) -> list[np.ndarra
 
 
 def embed_paths(
-    encoder: Encoder, paths: Sequence[Path], batch_size: int = 32, workers: int = 2
+    encoder: Encoder, paths: Sequence[Path], batch_size: int = 32, workers: int = 2,
+    expected: Mapping[Path, Expected] | None = None,
 ) -> Iterator[list[Result]]:
-    """Yield one list of results per batch, in input order."""
+    """Yield one list of results per batch, in input order. `expected` maps a path to
+    the (sha256, size) on its row: a file that no longer matches fails with CHANGED."""
+    expected = expected or {}
     batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     # Encoders whose preprocessing does not say how it resizes get full-size images.
     spec = encoder.preprocess
@@ -65,7 +90,8 @@ def embed_paths(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
         def submit(batch: list[Path]) -> list[Future[Image.Image | str]]:
-            return [pool.submit(_load, p, min_size, edge, resample) for p in batch]
+            return [pool.submit(_load, p, min_size, edge, resample, expected.get(p))
+                    for p in batch]
 
         ahead = submit(batches[0]) if batches else []
         for i, batch in enumerate(batches):

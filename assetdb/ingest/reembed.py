@@ -41,6 +41,7 @@ from assetdb.search.filters import Filters
 from assetdb.search.query import where_clauses
 
 Progress = Callable[[int], None]
+Row = tuple[int, str, str | None, int | None]  # id, uri, sha256, bytes
 
 SHADOW_INDEX = "assets_embedding_next_hnsw"
 SHADOW_MODEL_INDEX = "assets_embedding_next_model_idx"
@@ -146,15 +147,17 @@ class _Run:
         self.stop = stop or threading.Event()
         self.progress = progress
 
-    def embed(self, rows: list[tuple[int, str]]) -> list[tuple[int, Any, str | None]]:
-        by_path = {Path(uri): i for i, uri in rows}
+    def embed(self, rows: list[Row]) -> list[tuple[int, Any, str | None]]:
+        by_path = {Path(uri): i for i, uri, _, _ in rows}
+        # A file changed since it was ingested fails rather than give its vector to the row.
+        expected = {Path(uri): (sha, size) for _, uri, sha, size in rows}
         out: list[tuple[int, Any, str | None]] = []
         for batch in embed_paths(self.encoder, list(by_path), batch_size=len(by_path),
-                                 workers=self.settings.decode_workers):
+                                 workers=self.settings.decode_workers, expected=expected):
             out.extend((by_path[p], v, e) for p, v, e in batch)
         return out
 
-    def loop(self, fetch: Callable[[Connection, int], list[tuple[int, str]]],
+    def loop(self, fetch: Callable[[Connection, int], list[Row]],
              store: Callable[[Connection, list[tuple[int, Any, str | None]]], None],
              report: ReembedReport) -> bool:
         """Fetch, embed and store batches until none is left; False if stopped."""
@@ -194,11 +197,12 @@ _TODO_SWITCH = (
 def _fill_shadow(run: _Run, report: ReembedReport) -> bool:
     model = run.encoder.name
 
-    def fetch(conn: Connection, last_id: int) -> list[tuple[int, str]]:
+    def fetch(conn: Connection, last_id: int) -> list[Row]:
         rows = conn.execute(text(
-            f"SELECT id, uri {_TODO_SWITCH} AND id > :last ORDER BY id LIMIT :n"  # noqa: S608
+            f"SELECT id, uri, sha256, bytes {_TODO_SWITCH} AND id > :last "  # noqa: S608
+            "ORDER BY id LIMIT :n"
         ), {"m": model, "last": last_id, "n": run.batch_size}).all()
-        return [(r.id, r.uri) for r in rows]
+        return [(r.id, r.uri, r.sha256, r.bytes) for r in rows]
 
     def store(conn: Connection, results: list[tuple[int, Any, str | None]]) -> None:
         for asset_id, vector, error in results:
@@ -338,9 +342,10 @@ def _in_place(run: _Run, report: ReembedReport, job: Any, filters: Filters,
     if on_total:
         on_total(report.total)
 
-    def fetch(conn: Connection, last_id: int) -> list[tuple[int, str]]:
-        q = select(A.id, A.uri).where(*todo, A.id > last_id).order_by(A.id).limit(run.batch_size)
-        return [(r.id, r.uri) for r in conn.execute(q).all()]
+    def fetch(conn: Connection, last_id: int) -> list[Row]:
+        q = (select(A.id, A.uri, A.sha256, A.bytes).where(*todo, A.id > last_id)
+             .order_by(A.id).limit(run.batch_size))
+        return [(r.id, r.uri, r.sha256, r.bytes) for r in conn.execute(q).all()]
 
     def store(conn: Connection, results: list[tuple[int, Any, str | None]]) -> None:
         for asset_id, vector, error in results:

@@ -24,7 +24,7 @@ from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import MAGIC_BYTES, Probe, looks_like_image, now_utc, probe
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
-from assetdb.ingest.embedder import embed_paths
+from assetdb.ingest.embedder import Expected, embed_paths
 from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
 
@@ -201,6 +201,7 @@ def ingest(
     follow_symlinks: bool = False,
     metadata_file: Path | None = None,
     encoder: Encoder | None = None,
+    load_encoder: Callable[[], Encoder] | None = None,
     embed: bool = True,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
@@ -211,6 +212,7 @@ def ingest(
     failure already stored for the same bytes is counted but not written again.
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
+    `load_encoder` (instead of `encoder`) is called only if something needs the model.
     """
     sidecar = load_sidecar(metadata_file) if metadata_file else {}
     found = scan(paths, recursive=recursive, follow_symlinks=follow_symlinks)
@@ -223,10 +225,7 @@ def ingest(
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
     model = meta["model"]
-    if embed:
-        if encoder is None:
-            raise ValueError("embed=True needs an encoder")
-        schema.check_model(meta, encoder.name, encoder.dimension)
+    lazy = _Model(meta, encoder, load_encoder) if embed else None
 
     if on_total:
         on_total(len(found.files))
@@ -268,7 +267,8 @@ def ingest(
 
     if not to_embed:
         return report
-    assert encoder is not None
+    assert lazy is not None
+    encoder = lazy.get()
     with connect(settings) as conn:
         known = {}
         shas = {x.sha256 for x in to_embed if x.sha256}
@@ -280,8 +280,10 @@ def ingest(
         if item.sha256 not in known:
             first.setdefault(item.sha256 or str(item.path), item)
     by_path = {x.path: x for x in first.values()}
+    expected: dict[Path, Expected] = {x.path: (x.sha256, x.size) for x in first.values()}
+    errors: dict[str, str] = {}  # sha256 -> why its first file failed, for its copies
     for batch in embed_paths(encoder, [x.path for x in first.values()],
-                             settings.batch_size, settings.decode_workers):
+                             settings.batch_size, settings.decode_workers, expected):
         rows = []
         for path, vector, error in batch:
             item = by_path[path]
@@ -290,7 +292,8 @@ def ingest(
                 rows.append(_row(item, model, vector, "ready", None))
                 report.ingested += 1
             else:
-                error = error or "unknown"
+                error = error or "unknown error"
+                errors[item.sha256 or ""] = error
                 if not _same_failure(existing.get(str(path)), item, error):
                     rows.append(_row(item, None, None, "failed", error))
                 _failed(report, item, error)
@@ -307,7 +310,7 @@ def ingest(
     for item in copies:
         vector = known.get(item.sha256 or "")
         if vector is None:  # its twin failed: fail the same way, without more model work
-            error = "identical content failed to embed"
+            error = errors.get(item.sha256 or "", "identical content failed to embed")
             if not _same_failure(existing.get(str(item.path)), item, error):
                 copy_rows.append(_row(item, None, None, "failed", error))
             _failed(report, item, error)
@@ -322,6 +325,27 @@ def ingest(
     if progress and copies:
         progress(len(copies))
     return report
+
+
+class _Model:
+    """The encoder, loaded when first needed: an unchanged folder, or one whose files all
+    fail before decoding, costs no model load."""
+
+    def __init__(self, meta: dict[str, str], encoder: Encoder | None,
+                 load: Callable[[], Encoder] | None) -> None:
+        if encoder is None and load is None:
+            raise ValueError("embed=True needs an encoder or a way to load one")
+        self.meta, self.encoder, self.load = meta, encoder, load
+        if encoder is not None:
+            schema.check_model(meta, encoder.name, encoder.dimension)
+
+    def get(self) -> Encoder:
+        if self.encoder is None:
+            assert self.load is not None
+            encoder = self.load()
+            schema.check_model(self.meta, encoder.name, encoder.dimension)
+            self.encoder = encoder
+        return self.encoder
 
 
 def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:

@@ -117,7 +117,7 @@ _CLAIM = text(
         lease_expires_at = now() + make_interval(secs => :lease),
         attempts = a.attempts + 1, updated_at = now()
     FROM picked WHERE a.id = picked.id
-    RETURNING a.id, a.uri
+    RETURNING a.id, a.uri, a.sha256, a.bytes
     """
 )
 
@@ -261,7 +261,7 @@ class Worker:
                            "stopped")
         return self.report
 
-    def _claim(self) -> list[tuple[int, str]] | None:
+    def _claim(self) -> list[tuple[int, str, str | None, int | None]] | None:
         opts = self.options
         assert self.encoder is not None
         with connect(self.settings) as conn:
@@ -279,19 +279,21 @@ class Worker:
                  "lease": float(opts.lease_seconds)},
             ).all()
             _heartbeat(conn, self.report, model, "running")
-        return sorted((r.id, r.uri) for r in rows)
+        return sorted((r.id, r.uri, r.sha256, r.bytes) for r in rows)
 
-    def _process(self, claimed: list[tuple[int, str]]) -> None:
+    def _process(self, claimed: list[tuple[int, str, str | None, int | None]]) -> None:
         """Embed a claim batch by batch: embed_paths decodes the next batch while the model
         runs on this one, and each batch is written as soon as it is done. On stop, the
         batch in hand is finished and the rest of the claim is given back."""
         encoder = self.encoder
         assert encoder is not None
-        by_path = {Path(uri): i for i, uri in claimed}
-        unwritten = {i for i, _ in claimed}
+        by_path = {Path(uri): i for i, uri, _, _ in claimed}
+        # The file must still hold the content registered on its row (sha256, size).
+        expected = {Path(uri): (sha, size) for _, uri, sha, size in claimed}
+        unwritten = {i for i, _, _, _ in claimed}
         try:
             for batch in embed_paths(encoder, list(by_path), batch_size=self.options.batch_size,
-                                     workers=self.settings.decode_workers):
+                                     workers=self.settings.decode_workers, expected=expected):
                 results = [(by_path[p], v, e) for p, v, e in batch]
                 self.hooks.record("encoded", [i for i, v, _ in results if v is not None])
                 self.hooks.after_encode()
