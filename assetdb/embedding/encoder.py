@@ -70,7 +70,7 @@ def offline_advice() -> str:
     from assetdb.demo import MODEL_DIR
 
     return ("try `assetdb demo` (offline, with the small model shipped in the package), or "
-            "set ASSETDB_MODEL to a local model directory, e.g. the shipped demo model: "
+            "set ASSETDB_MODEL to a local directory, e.g. the shipped demo model: "
             f"ASSETDB_MODEL={MODEL_DIR}")
 
 
