@@ -2,7 +2,7 @@
 help and options say what the commands do (finding 11).
 
 ASSETDB_MODEL points at a model directory that does not exist: a command that loaded the
-model before checking its arguments would answer "no model directory" instead of the
+model before checking its arguments would answer "there is no directory at ..." instead of the
 mistake. The mistakes run in one subprocess, which then reports whether torch was
 imported at all."""
 
@@ -100,7 +100,7 @@ def test_mistakes_are_answered_before_any_model_loads(database_url, tmp_path):
     for (_, args, code, message), result in zip(cases, got["results"], strict=True):
         assert result["code"] == code, (args, result)
         assert message in result["output"], (args, result["output"])
-        assert "Traceback" not in result["output"] and "no model directory" not in \
+        assert "Traceback" not in result["output"] and "there is no directory at" not in \
             result["output"], (args, result["output"])
     assert got["heavy"] == [], "a mistake path imported the model stack"
 
@@ -108,7 +108,7 @@ def test_mistakes_are_answered_before_any_model_loads(database_url, tmp_path):
 def test_a_missing_model_directory_is_named(initialised, monkeypatch, tmp_path):
     monkeypatch.setenv("ASSETDB_MODEL", NO_MODEL)
     result = run_cli("search", "red")
-    assert result.exit_code == 1 and f"no model directory at {NO_MODEL}" in result.output
+    assert result.exit_code == 1 and f"there is no directory at {NO_MODEL}" in result.output
 
 
 def test_offline_default_model_points_at_the_demo(monkeypatch):
@@ -208,7 +208,7 @@ def test_failed_init_stops_the_server_it_started(monkeypatch):
     monkeypatch.setenv("ASSETDB_MODEL", NO_MODEL)
     try:
         result = run_cli("init")
-        assert result.exit_code == 1 and "no model directory" in result.output, result.output
+        assert result.exit_code == 1 and "there is no directory at" in result.output, result.output
         assert embedded.running_url(home) is None
         # A server that was already running is left running.
         embedded.start(home)

@@ -90,7 +90,8 @@ class SentenceTransformerClip:
         _quiet_transformers()
         local = Path(name).expanduser().exists()
         if not local and name.startswith(("/", "./", "../", "~")):
-            raise ModelError(f"no model directory at {name} (ASSETDB_MODEL or --model)")
+            raise ModelError(f"cannot load the model {name!r}: there is no directory at {name} "
+                             "(ASSETDB_MODEL or --model)")
         offline_hint = offline_advice()
         try:
             try:
