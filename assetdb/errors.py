@@ -13,8 +13,17 @@ class DatabaseError(AssetdbError):
     pass
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached now (down, restarting, wrong address)."""
+
+
 class ModelError(AssetdbError):
     pass
+
+
+class ModelSwitched(ModelError):
+    """The database moved to another model (`assetdb reembed`) while a command that follows
+    the database's model ran: running it again uses the new model."""
 
 
 class FilterError(AssetdbError):

@@ -129,7 +129,6 @@ def test_classify_respects_filters_and_hidden(initialised, tmp_path):
     (["--labels", "cat,dog", "--template", "{} and {}"], "exactly one {}"),
     (["--labels", "cat,dog", "--template", "a {{}} photo"], "exactly one {}"),
     (["--labels", "cat,dog", "--field", "bad field!"], "field name"),
-    (["--labels", "cat,dog", "--min-similarity", "0.2"], "searches only"),
     ([], "give the labels"),
     (["--set", "nope"], "no label set named 'nope'"),
     (["--labels", "cat", "--set", "x"], "one of --labels"),

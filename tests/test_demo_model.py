@@ -175,6 +175,11 @@ def test_demo_command_end_to_end():
         assert again.exit_code == 0, again.output
         assert "0 images ingested, 288 already there" in again.output
         assert "✓" in again.output and "Try next" in again.output
+        # It says how to stop its server, and that command stops it.
+        stop = f"assetdb demo --stop --home {home}"
+        assert stop in again.output and data["stop"] == stop
+        assert run_cli(*stop.split()[1:]).exit_code == 0
+        assert embedded.running_url(home) is None
     finally:
         reset_engines()
         embedded.stop(home)

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
+from assetdb.cli.common import (
+    catalogue_meta,
+    filter_options,
+    filters_from,
+    get_settings,
+    json_option,
+    load_model,
+)
 from assetdb.cli.output import LazyProgress, print_json, print_table
 from assetdb.errors import AssetdbError
 
@@ -70,8 +77,7 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
           --template "a picture of a {}" --field style --tag product
       assetdb classify --set animals          # a saved set, to the whole catalogue
       assetdb classify ./photo.jpg --labels cat,dog,car
-      psql "$(assetdb db url)" -c \
-          "SELECT labels->'animal'->>'label', count(*) FROM assets GROUP BY 1"
+      assetdb sql "SELECT labels->'animal'->>'label', count(*) FROM classifications GROUP BY 1"
     """
     from assetdb.classify import service
 
@@ -89,15 +95,13 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
         if field or dry_run or filters != type(filters)():
             raise AssetdbError("classifying one file stores nothing: --field, --dry-run and "
                                "filters apply to the catalogue only")
-        if set_name:
-            saved = {s.name: s for s in service.list_label_sets(settings)}
-            if set_name not in saved:
-                raise AssetdbError(f"no label set named {set_name!r}")
-            labels, template_list = list(saved[set_name].labels), list(saved[set_name].templates)
-        else:
-            template_list = _templates(templates)
         if not image.is_file():
             raise AssetdbError(f"{image} is not a file")
+        if set_name:
+            chosen = _saved_set(settings, set_name)
+            labels, template_list = list(chosen.labels), list(chosen.templates)
+        else:
+            template_list = _templates(templates)
         encoder = load_model(settings)
         rows = service.classify_file(encoder, image, labels or [], template_list)
         if as_json:
@@ -108,7 +112,11 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
 
     if not set_name:
         template_list = _templates(templates)
-    encoder = load_model(settings)
+    # Before the model: a database that is down, not initialised, or lacks the set.
+    meta = catalogue_meta(settings)
+    if set_name:
+        _saved_set(settings, set_name)
+    encoder = load_model(settings, meta=meta)
     with LazyProgress("classify", unit="asset") as bar:
         common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, keep_results=as_json,
                                       on_total=bar.on_total, progress=bar.update)
@@ -128,6 +136,15 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
     where = f"classifications.labels->'{report.field}'"
     click.echo(f"\n{total} assets classified; " + (
         "dry run: nothing written." if dry_run else f"results stored under {where}."))
+
+
+def _saved_set(settings: Any, name: str) -> Any:  # noqa: ANN401 - Settings, SavedLabelSet
+    from assetdb.classify import service
+
+    saved = {s.name: s for s in service.list_label_sets(settings)}
+    if name not in saved:
+        raise AssetdbError(f"no label set named {name!r} (see `assetdb labels list`)")
+    return saved[name]
 
 
 @click.group()

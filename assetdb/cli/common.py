@@ -15,12 +15,31 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
-def load_model(settings: Settings, name: str | None = None):  # noqa: ANN201 - Encoder
-    """Load the configured model, with a note on stderr (loading takes seconds)."""
+def catalogue_meta(settings: Settings) -> dict[str, str]:
+    """Reach the database and read what it records (model, dimension). Commands call it
+    before loading a model, so that a server that is down or a database never
+    initialised is answered in a second, not after the model's many seconds."""
+    from assetdb.db import schema
+    from assetdb.db.engine import connect
+
+    with connect(settings) as conn:
+        return schema.require_meta(conn)
+
+
+def load_model(settings: Settings, name: str | None = None,
+               meta: dict[str, str] | None = None):  # noqa: ANN201 - Encoder
+    """Load the configured model, with a note on stderr (loading takes seconds).
+
+    `meta` (from catalogue_meta) names the database's model without asking it again."""
     from assetdb.db.schema import model_to_load
     from assetdb.embedding.encoder import load_encoder
 
-    model = name or model_to_load(settings)
+    if name:
+        model = name
+    elif meta and not settings.model_is_explicit:
+        model = meta["model"]
+    else:
+        model = model_to_load(settings)
     click.echo(f"Loading model {model} ...", err=True)
     return load_encoder(model, device=settings.device, batch_size=settings.batch_size)
 
@@ -31,8 +50,21 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
-def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The filter options of the one filter model (assetdb.search.filters)."""
+def k_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from assetdb.search import MAX_K
+
+    return click.option("-k", "--limit", "k", default=10, show_default=True,
+                        type=click.IntRange(1, MAX_K), help="How many results.")(fn)
+
+
+def filter_options(fn: Callable[..., Any] | None = None, *,
+                   similarity: bool = False) -> Any:  # noqa: ANN401 - a decorator or its maker
+    """The filter options of the one filter model (assetdb.search.filters).
+
+    --min-similarity only where there is a query to be similar to (search, similar):
+    `@filter_options(similarity=True)`; elsewhere `@filter_options`."""
+    if fn is None:
+        return functools.partial(filter_options, similarity=similarity)
     options = [
         click.option("--kind", "kinds", multiple=True, metavar="KIND",
                      help="Only this kind: image or animation. Repeatable."),
@@ -47,11 +79,13 @@ def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--captured-before", metavar="DATE", help="Captured on or before."),
         click.option("--created-after", metavar="DATE", help="Catalogued on or after."),
         click.option("--created-before", metavar="DATE", help="Catalogued on or before."),
-        click.option("--min-similarity", type=float, metavar="S",
-                     help="Leave out results below this similarity (-1..1)."),
         click.option("--include-hidden", is_flag=True,
                      help="Include assets hidden by a moderation policy."),
     ]
+    if similarity:
+        options.insert(-1, click.option(
+            "--min-similarity", type=float, metavar="S",
+            help="Leave out results below this similarity (-1..1)."))
     return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
 
 
@@ -60,5 +94,21 @@ def filters_from(kwargs: dict[str, Any]):  # noqa: ANN201 - Filters
     from assetdb.search.filters import build_filters
 
     keys = ("kinds", "tags", "any_tags", "metadata", "captured_after", "captured_before",
-            "created_after", "created_before", "min_similarity", "include_hidden")
-    return build_filters(**{k: kwargs.pop(k) for k in keys})
+            "created_after", "created_before", "include_hidden")
+    return build_filters(**{k: kwargs.pop(k) for k in keys},
+                         min_similarity=kwargs.pop("min_similarity", None))
+
+
+def with_model(settings: Settings, meta: dict[str, str], run: Callable[[Any], Any]) -> Any:  # noqa: ANN401
+    """run(encoder) with the database's model (or ASSETDB_MODEL). Following the database's
+    model, a switch (`assetdb reembed`) that lands between loading and searching is
+    followed: the recorded model is read again and run once more with it."""
+    from assetdb.errors import ModelSwitched
+
+    try:
+        return run(load_model(settings, meta=meta))
+    except ModelSwitched:
+        if settings.model_is_explicit:
+            raise
+        click.echo("The database switched models meanwhile; loading the new one.", err=True)
+        return run(load_model(settings, meta=catalogue_meta(settings)))

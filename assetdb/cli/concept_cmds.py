@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from assetdb.cli.common import get_settings, json_option, load_model
+from assetdb.cli.common import catalogue_meta, get_settings, json_option, load_model
 from assetdb.cli.output import print_json, print_table
 
 
@@ -38,10 +38,16 @@ def concept_add(name: str, text: str, templates: tuple[str, ...], replace: bool,
       assetdb concept add beach "a sandy beach with the sea"
       assetdb concept add red-sneakers "red sneakers" -t "a photo of {}" -t "a product shot of {}"
     """
-    from assetdb.sqlsurface.concepts import add_concept
+    from assetdb.errors import AssetdbError
+    from assetdb.sqlsurface.concepts import add_concept, check_name, checked_templates
 
+    # Everything that can be checked without the model is checked before it loads.
+    check_name(name)
+    if not text.strip():
+        raise AssetdbError("the concept text is empty")
+    checked_templates(templates)
     settings = get_settings()
-    encoder = load_model(settings)
+    encoder = load_model(settings, meta=catalogue_meta(settings))
     info = add_concept(settings, encoder, name, text, templates, replace=replace)
     if as_json:
         print_json(info.as_dict())

@@ -23,19 +23,26 @@ def init(as_json: bool) -> None:
     Example:
       ASSETDB_MODEL=./models/my-clip assetdb init
     """
-    from assetdb.db import roles, schema
+    from assetdb.db import embedded, roles, schema
     from assetdb.db.engine import connect, libpq_url, redact, reset_engines
 
     settings = get_settings()
-    with connect(settings) as conn:
-        meta = schema.read_meta(conn)
-        if meta:
-            model, dim = meta["model"], int(meta["dimension"])
-        else:
-            encoder = load_model(settings)
-            model, dim = encoder.name, encoder.dimension
-        meta = schema.upgrade(conn, model, dim)
-        reader = roles.ensure_reader(conn, settings)
+    started = not settings.database_url and embedded.running_url(settings.home) is None
+    try:
+        with connect(settings) as conn:
+            meta = schema.read_meta(conn)
+            if meta:
+                model, dim = meta["model"], int(meta["dimension"])
+            else:
+                encoder = load_model(settings)
+                model, dim = encoder.name, encoder.dimension
+            meta = schema.upgrade(conn, model, dim)
+            reader = roles.ensure_reader(conn, settings)
+    except BaseException:
+        if started:  # a failed init leaves no server of its own behind
+            reset_engines()
+            embedded.stop(settings.home)
+        raise
     reset_engines()  # new connections register the vector type now that it exists
     info = {"database": redact(libpq_url(settings)), "model": meta["model"],
             "dimension": int(meta["dimension"]), "read_only_role": reader.role,
@@ -107,6 +114,8 @@ def db_stop() -> None:
     if settings.database_url:
         raise click.ClickException("ASSETDB_DATABASE_URL is set: there is no embedded server")
     click.echo("stopped" if embedded.stop(settings.home) else "not running")
+    if embedded.running_url(settings.home / "demo"):
+        click.echo("The demo's own server still runs: `assetdb demo --stop` stops it.")
 
 
 @db.command("status")

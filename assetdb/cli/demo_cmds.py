@@ -32,7 +32,10 @@ def _print_search(n: int, search: Any) -> None:  # noqa: ANN401
               help="Where the demo keeps its catalogue and embedded database "
                    "(default: the 'demo' folder under ASSETDB_HOME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def demo(home: Path | None, as_json: bool) -> None:
+@click.option("--stop", is_flag=True,
+              help="Stop the demo's embedded PostgreSQL server (`assetdb db stop` stops "
+                   "only your catalogue's), and do nothing else.")
+def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     """A first look, offline: generate a catalogue, ingest it, search it.
 
     Draws 288 images of coloured shapes (circle, square, triangle, star, cross,
@@ -49,11 +52,18 @@ def demo(home: Path | None, as_json: bool) -> None:
     Examples:
       assetdb demo
       assetdb demo --home /tmp/assetdb-demo --json
+      assetdb demo --stop                # stop the demo's database server
     """
     from assetdb.demo import service
 
     settings = service.demo_settings(home)
+    stop_command = "assetdb demo --stop" + (f" --home {shlex.quote(str(home))}" if home else "")
+    if stop:
+        _stop(settings.home, as_json)
+        return
     log = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
+    log(f"Starting the embedded PostgreSQL in {settings.home} ...")
+    service.start_server(settings)  # before the model: a bad --home is said at once
     log(f"Loading the demo model {service.MODEL_DIR} ...")
     encoder = service.load_demo_model(settings)
     report = service.prepare(settings, encoder, log)
@@ -78,7 +88,7 @@ def demo(home: Path | None, as_json: bool) -> None:
                            "flagged_of_concept": stars_flagged, "concept_images": stars,
                            "flagged_others": others_flagged,
                            "other_images": len(held_out) - stars},
-            "environment": env,
+            "environment": env, "stop": stop_command,
         })
         return
     click.echo(f"\nassetdb demo: {report.ingested} images ingested, {report.unchanged} already "
@@ -112,5 +122,19 @@ Try next (in this shell):
 --template 'a photo of a {{}}.' --template 'a {{}}'
   assetdb serve                      # the web page and HTTP API
   psql "$(assetdb db url)" -c "SELECT title, metadata->>'shape' FROM assets LIMIT 5"
+
+The demo's database server keeps running; stop it with:
+  {stop_command}
 """.rstrip())
+
+
+def _stop(home: Path, as_json: bool) -> None:
+    from assetdb.db import embedded
+
+    stopped = embedded.stop(home)
+    if as_json:
+        print_json({"home": str(home), "stopped": stopped})
+    else:
+        click.echo(f"stopped the demo's server in {home}" if stopped
+                   else f"the demo's server in {home} is not running")
 

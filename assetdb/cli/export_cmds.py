@@ -16,9 +16,11 @@ from assetdb.cli.output import LazyProgress, kv_lines, print_json
                                   "matrix, plus PATH with .csv for the other columns).")
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="The file to write (replaced if it exists).")
+@click.option("--force", is_flag=True,
+              help="npy: replace an existing PATH with .csv (refused otherwise).")
 @filter_options
 @json_option
-def export(fmt: str, out: Path, as_json: bool, **kwargs: object) -> None:
+def export(fmt: str, out: Path, force: bool, as_json: bool, **kwargs: object) -> None:
     """Export searchable assets: ids, uris, metadata and embeddings, in id order.
 
     Exports what a search could return: embedded with the database's model, not hidden
@@ -29,6 +31,7 @@ def export(fmt: str, out: Path, as_json: bool, **kwargs: object) -> None:
       assetdb export --format parquet --out assets.parquet
       assetdb export --format csv --tag product --out products.csv
       assetdb export --format npy --kind image --out vectors.npy   # + vectors.csv
+      assetdb export --format npy --out vectors.npy --force        # replace vectors.csv
       duckdb -c "SELECT id, uri FROM 'assets.parquet' LIMIT 5"
     """
     from assetdb.sqlsurface.export import export as run_export
@@ -37,7 +40,7 @@ def export(fmt: str, out: Path, as_json: bool, **kwargs: object) -> None:
     filters = filters_from(kwargs)
     with LazyProgress("export", unit="row") as bar:
         report = run_export(settings, filters, fmt, out.expanduser(), on_total=bar.on_total,
-                            progress=bar.update)
+                            progress=bar.update, force=force)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from assetdb.cli.common import get_settings, json_option, load_model
+from assetdb.cli.common import catalogue_meta, get_settings, json_option, load_model
 from assetdb.cli.output import LazyProgress, print_json
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
-@click.option("-m", "--metadata", "metadata_file", type=click.Path(path_type=Path),
+@click.option("-m", "--metadata", "metadata_file",
+              type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Sidecar metadata: .json, .jsonl or .csv.")
 @click.option("--follow-symlinks", is_flag=True,
               help="Follow symlinks that point outside the folders and files given "
@@ -48,10 +49,12 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     from assetdb.ingest.service import ingest as run_ingest
 
     settings = get_settings()
+    _refuse_if_nothing_exists(paths, recursive)
+    meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
     with LazyProgress("ingest") as bar:
         report = run_ingest(
             settings, paths, recursive=recursive, follow_symlinks=follow_symlinks,
-            metadata_file=metadata_file, load_encoder=lambda: load_model(settings),
+            metadata_file=metadata_file, load_encoder=lambda: load_model(settings, meta=meta),
             embed=not no_embed, progress=bar.update, on_total=bar.on_total,
         )
     if as_json:
@@ -74,6 +77,26 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
         click.echo(line)
     if report.failed:
         raise SystemExit(1)
+
+
+def _names_something(arg: str, recursive: bool) -> bool:
+    import glob
+    import os
+
+    path = os.path.expanduser(arg)
+    if os.path.lexists(path):
+        return True
+    pattern = os.path.abspath(path)
+    return glob.has_magic(arg) and next(glob.iglob(pattern, recursive=recursive), None) is not None
+
+
+def _refuse_if_nothing_exists(paths: tuple[str, ...], recursive: bool) -> None:
+    """No argument names a file, folder or glob match: say so before the model loads.
+    (When some do, the missing ones are reported as failed beside the rest.)"""
+    from assetdb.errors import AssetdbError
+
+    if not any(_names_something(arg, recursive) for arg in paths):
+        raise AssetdbError("no such file or folder: " + ", ".join(paths))
 
 
 SHOW_SKIPPED = 20  # a folder of photos and their sidecar files would flood the terminal

@@ -81,17 +81,30 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, SHORT_HELP.get(name, "")) for name in COMMANDS])
 
     def invoke(self, ctx: click.Context) -> Any:
+        import os
+
         from assetdb.errors import AssetdbError
 
         try:
             return super().invoke(ctx)
         except AssetdbError as exc:
-            import os
-
             from assetdb.db.dsn import scrub
 
             # The last line of defence: no message shows the database password.
-            message = scrub(str(exc), os.environ.get("ASSETDB_DATABASE_URL"))
+            message = scrub(str(exc), os.environ.get("ASSETDB_DATABASE_URL"),
+                            os.environ.get("ASSETDB_READONLY_DATABASE_URL"))
+            raise click.ClickException(message) from None
+        except Exception as exc:
+            # A connection lost mid-statement (server killed, disk full) arrives as a
+            # SQLAlchemy error whose text holds the statement and its parameters.
+            if not type(exc).__module__.startswith(("sqlalchemy", "psycopg")):
+                raise
+            from assetdb.db.engine import user_message
+
+            message = user_message(exc, os.environ.get("ASSETDB_DATABASE_URL"),
+                                   os.environ.get("ASSETDB_READONLY_DATABASE_URL"))
+            if message is None:
+                raise
             raise click.ClickException(message) from None
 
 

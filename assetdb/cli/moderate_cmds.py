@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
+from assetdb.cli.common import (
+    catalogue_meta,
+    filter_options,
+    filters_from,
+    get_settings,
+    json_option,
+    load_model,
+)
 from assetdb.cli.output import LazyProgress, print_json, print_table
 from assetdb.errors import AssetdbError
 
@@ -55,7 +62,8 @@ def _histogram_lines(entry: dict[str, Any], width: int = 40) -> list[str]:
 @click.option("--calibrate", is_flag=True,
               help="Print each rule's score distribution (quantiles and a histogram) to "
                    "help choose thresholds. Writes nothing.")
-@click.option("--bins", default=10, show_default=True, help="Histogram bins for --calibrate.")
+@click.option("--bins", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Histogram bins for --calibrate.")
 @click.option("--show-flagged", is_flag=True, help="List every flagged asset, not just counts.")
 @filter_options
 @json_option
@@ -100,8 +108,9 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
     filters = filters_from(kwargs)
     if apply and calibrate:
         raise AssetdbError("--calibrate writes nothing: leave out --apply")
+    meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
     policies = _policies(settings, policy_values)
-    encoder = load_model(settings)
+    encoder = load_model(settings, meta=meta)
     if calibrate:
         entries = service.calibrate(settings, encoder, policies, filters=filters, bins=bins)
         if as_json:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
+from assetdb.cli.common import (
+    catalogue_meta,
+    filter_options,
+    filters_from,
+    get_settings,
+    json_option,
+    load_model,
+)
 from assetdb.cli.output import LazyProgress, print_json
 
 
@@ -51,7 +58,8 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
                        else "no unfinished re-embed")
         return
     filters = filters_from(kwargs)
-    encoder = load_model(settings, model or service.database_model(settings))
+    meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
+    encoder = load_model(settings, model or meta["model"])
     with (stop_on_signals("stopping after the current batch; run again to resume") as stop,
           LazyProgress("re-embed", unit="asset") as bar):
         report = service.reembed(

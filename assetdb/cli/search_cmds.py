@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from assetdb.cli.common import filter_options, filters_from, get_settings, json_option, load_model
+from assetdb.cli.common import (
+    catalogue_meta,
+    filter_options,
+    filters_from,
+    get_settings,
+    json_option,
+    k_option,
+    with_model,
+)
 from assetdb.cli.output import print_json, print_table
 
 COLUMNS = ("id", "similarity", "title", "uri")
@@ -22,8 +30,8 @@ def _show(hits: list, as_json: bool) -> None:  # noqa: ANN001 - list[Hit]
 
 @click.command()
 @click.argument("text")
-@click.option("-k", "--limit", "k", default=10, show_default=True, help="How many results.")
-@filter_options
+@k_option
+@filter_options(similarity=True)
 @json_option
 def search(text: str, k: int, as_json: bool, **kwargs: object) -> None:
     """Find assets that match a text description (CLIP text-to-image search).
@@ -36,40 +44,54 @@ def search(text: str, k: int, as_json: bool, **kwargs: object) -> None:
       assetdb search "sunset over a brutalist concrete building" -k 5
       assetdb search "red sneakers" --tag product --meta brand=acme --json
     """
-    from assetdb.search.service import search_text
+    from assetdb.errors import FilterError
 
+    if not text.strip():
+        raise FilterError("the search text is empty: describe what the picture shows")
     settings = get_settings()
     filters = filters_from(kwargs)
-    encoder = load_model(settings)
-    _show(search_text(settings, encoder, text, k=k, filters=filters), as_json)
+    meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
+
+    def run(encoder: object) -> list:
+        from assetdb.search.service import search_text
+
+        return search_text(settings, encoder, text, k=k, filters=filters)
+
+    _show(with_model(settings, meta, run), as_json)
 
 
 @click.command()
 @click.argument("target")
-@click.option("-k", "--limit", "k", default=10, show_default=True, help="How many results.")
-@filter_options
+@k_option
+@filter_options(similarity=True)
 @json_option
 def similar(target: str, k: int, as_json: bool, **kwargs: object) -> None:
     """Find assets that look like TARGET: an asset id, or an image file.
 
-    The query asset itself is left out of its results. By id, no model is loaded:
-    the stored vector is the query.
+    By id, no model is loaded: the stored vector is the query, and that asset itself
+    is left out of its results. By file, nothing is left out: if the catalogue holds
+    the same content, it comes first at similarity 1.0 (as in the API's image search).
 
     \b
     Examples:
       assetdb similar 42 -k 20
       assetdb similar ./example.jpg --kind image
     """
-    from assetdb.search.service import search_image, similar_to_asset
-
     settings = get_settings()
     filters = filters_from(kwargs)
     if target.isdigit() and not Path(target).exists():
-        hits = similar_to_asset(settings, int(target), k=k, filters=filters)
-    else:
-        path = Path(target).expanduser()
-        if not path.exists():
-            raise click.ClickException(f"{target!r} is neither an asset id nor an existing file")
-        encoder = load_model(settings)
-        hits = search_image(settings, encoder, path, k=k, filters=filters)
-    _show(hits, as_json)
+        from assetdb.search.service import similar_to_asset
+
+        _show(similar_to_asset(settings, int(target), k=k, filters=filters), as_json)
+        return
+    path = Path(target).expanduser()
+    if not path.is_file():
+        raise click.ClickException(f"{target!r} is neither an asset id nor an existing file")
+    meta = catalogue_meta(settings)
+
+    def run(encoder: object) -> list:
+        from assetdb.search.service import search_image
+
+        return search_image(settings, encoder, path, k=k, filters=filters)
+
+    _show(with_model(settings, meta, run), as_json)

@@ -6,7 +6,7 @@ import ipaddress
 
 import click
 
-from assetdb.cli.common import get_settings, load_model
+from assetdb.cli.common import catalogue_meta, get_settings, load_model
 
 WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - names, not a bind
 
@@ -25,6 +25,24 @@ def bound_host_name(host: str) -> tuple[str, ...]:
     if host in WILDCARDS or is_loopback(host):
         return ()
     return (f"[{host.strip('[]')}]",) if ":" in host else (host,)
+
+
+def _refuse_busy_port(host: str, port: int) -> None:
+    """A port already in use is said at once, not after the model has loaded."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise click.UsageError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise click.UsageError(f"cannot serve on {host}:{port}: {exc.strerror} "
+                                   "(choose another --port)") from None
 
 
 @click.command()
@@ -79,8 +97,10 @@ def serve(host: str, port: int, allowed_hosts: tuple[str, ...], insecure_no_toke
                 "pass --insecure-no-token if that is really what you want.")
         click.echo(f"Warning: serving on {host} without ASSETDB_API_TOKEN: anyone who can "
                    "reach this port can read the catalogue and edit assets.", err=True)
+    _refuse_busy_port(host, port)
     settings = get_settings()
-    app = create_app(settings, load_model(settings), config)
+    meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
+    app = create_app(settings, load_model(settings, meta=meta), config)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"assetdb serving http://{shown}:{port}/  (API docs: /docs)", err=True)
     click.echo(f"Answering Host names: {', '.join(config.allowed_hosts)} (any port)", err=True)

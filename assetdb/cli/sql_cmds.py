@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from assetdb.cli.common import get_settings, load_model
+from assetdb.cli.common import catalogue_meta, get_settings, load_model
 from assetdb.cli.output import print_json, print_table
 
 
@@ -69,7 +69,7 @@ def sql(query: str, fmt: str, timeout: float, max_rows: int) -> None:
 
     result = run_readonly(get_settings(), query, timeout_s=timeout, max_rows=max_rows)
     if fmt == "json":
-        print_json(result.as_dicts())
+        print_json(result.as_json_rows())
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)
@@ -100,11 +100,16 @@ def embed_text(text: str, fmt: str, templates: tuple[str, ...]) -> None:
       psql "$(assetdb db url)" -c "SELECT * FROM assetdb_nearest($Q, 5)"
       assetdb embed-text "a beach" --format json | jq '.vector | length'
     """
+    from assetdb.errors import AssetdbError
+    from assetdb.sqlsurface.concepts import checked_templates
     from assetdb.sqlsurface.vectors import embed_text as embed
     from assetdb.sqlsurface.vectors import sql_literal
 
+    if not text.strip():
+        raise AssetdbError("the text is empty")
+    checked_templates(templates)
     settings = get_settings()
-    encoder = load_model(settings)
+    encoder = load_model(settings, meta=catalogue_meta(settings))
     vector = embed(settings, encoder, text, templates)
     if fmt == "sql":
         click.echo(sql_literal(vector))

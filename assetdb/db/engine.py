@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from assetdb.config import Settings
-from assetdb.errors import DatabaseError
+from assetdb.config import Settings, env_float
+from assetdb.errors import DatabaseError, DatabaseUnavailable
+
+T = TypeVar("T")
 
 
 def libpq_url(settings: Settings) -> str:
@@ -109,7 +113,7 @@ def connect(settings: Settings) -> Iterator[Connection]:
         url = engine.url.render_as_string(False)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         # libpq may quote parts of the connection string back in its message.
-        raise DatabaseError(
+        raise DatabaseUnavailable(
             f"cannot connect to the database at {redact(url)}: "
             f"{scrub(reason, url, settings.database_url)}"
         ) from None
@@ -117,3 +121,65 @@ def connect(settings: Settings) -> Iterator[Connection]:
         with conn.begin():
             yield conn
 
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The server went away or cannot serve now (killed, restarting, disk full): worth
+    waiting for, unlike an error in what was asked."""
+    import psycopg
+
+    if isinstance(exc, DatabaseUnavailable | psycopg.OperationalError):
+        return True
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def user_message(exc: BaseException, *dsns: str | None) -> str | None:
+    """One line for a database error that reached the CLI: what happened and what to do,
+    never the statement, its parameters or a password (of the `dsns` given). None: not
+    a database error."""
+    import psycopg
+
+    from assetdb.db.dsn import scrub
+
+    if not isinstance(exc, SQLAlchemyError | psycopg.Error):
+        return None
+    orig = exc if isinstance(exc, psycopg.Error) else getattr(exc, "orig", None)
+    reason = _first_line(orig) if orig is not None else _first_line(exc).split(" [SQL:")[0]
+    state = getattr(orig, "sqlstate", None) or ""
+    if state == "53100":  # disk_full
+        advice = "the database server's disk is full: free space there, then run this again"
+    elif is_unavailable(exc):
+        advice = ("the database server stopped answering: check that it runs "
+                  "(`assetdb db status`), then run this again; work already committed is kept")
+    else:
+        advice = "the database refused the request"
+    return scrub(f"{advice} ({reason})", *dsns)
+
+
+def retry_database(fn: Callable[[], T], *, wait_s: float | None = None,
+                   on_retry: Callable[[float], None] | None = None) -> T:
+    """fn(), tried again with backoff (0.5 s doubling to 5 s) while the database is
+    unavailable, for at most wait_s seconds in all (ASSETDB_DB_RETRY_SECONDS, default 30):
+    long-running workers outlive a server restart. fn must be safe to run again (one
+    transaction that rolled back)."""
+    budget = env_float("ASSETDB_DB_RETRY_SECONDS", 30.0) if wait_s is None else wait_s
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
+            left = deadline - time.monotonic()
+            if not is_unavailable(exc) or left <= 0:
+                raise
+            pause = min(delay, left)
+            if on_retry:
+                on_retry(pause)
+            time.sleep(pause)
+            delay = min(delay * 2, 5.0)

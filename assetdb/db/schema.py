@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
-from assetdb.errors import DatabaseError, ModelError
+from assetdb.errors import DatabaseError, ModelError, ModelSwitched
 
 # The migrations ship inside the package (a wheel install needs no checkout); the
 # checkout's top-level `migrations` is a link here, for `alembic` run by hand.
@@ -65,9 +65,18 @@ def require_meta(conn: Connection) -> dict[str, str]:
     return meta
 
 
-def check_model(meta: dict[str, str], model: str, dim: int) -> None:
-    """Refuse a model whose vectors cannot be compared with the stored ones."""
+def check_model(meta: dict[str, str], model: str, dim: int, *, followed: bool = False) -> None:
+    """Refuse a model whose vectors cannot be compared with the stored ones.
+
+    followed: `model` was read from the database (ASSETDB_MODEL unset), so a difference
+    means the database switched models since; advising a re-embed back to `model` would
+    undo that switch."""
     db_model, db_dim = meta["model"], int(meta["dimension"])
+    if followed and model != db_model:
+        raise ModelSwitched(
+            f"the database switched from the model {model!r} to {db_model!r} while this "
+            f"command ran (a re-embed finished): run it again, and it will use {db_model!r}"
+        )
     if dim != db_dim:
         raise ModelError(
             f"the configured model {model!r} makes {dim}-d vectors, but this database holds "

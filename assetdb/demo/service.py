@@ -71,6 +71,13 @@ def demo_settings(home: Path | None = None) -> Settings:
                                model=str(MODEL_DIR))
 
 
+def start_server(settings: Settings) -> None:
+    """Start (or attach to) the demo's embedded server."""
+    from assetdb.db.engine import libpq_url
+
+    libpq_url(settings)
+
+
 def load_demo_model(settings: Settings) -> Encoder:
     if not (MODEL_DIR / "model.safetensors").is_file():
         raise AssetdbError(f"the demo model is missing from {MODEL_DIR}; rebuild it with "
@@ -85,7 +92,6 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
     if not sidecar.is_file():
         log(f"Generating {CATALOGUE_SIZE} shape images in {folder} ...")
         shapes.write_catalogue(folder, CATALOGUE_SIZE, seed=7)
-    log(f"Starting the embedded PostgreSQL in {settings.home} ...")
     with connect(settings) as conn:
         meta = schema.read_meta(conn)
         if meta and meta["model"] != encoder.name:

@@ -15,6 +15,8 @@ model and go on.
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import secrets
 import socket
@@ -30,7 +32,7 @@ from sqlalchemy import Connection, text
 from assetdb.classify.auto import apply_auto_classification
 from assetdb.config import Settings, env_float, env_int
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect, retry_database
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ConfigError
 from assetdb.ingest.embedder import embed_paths
@@ -238,15 +240,35 @@ class Worker:
                 )
         return self.encoder
 
+    def _db(self, fn: Callable[..., Any], *args: Any) -> Any:  # noqa: ANN401
+        """fn(*args) (one transaction), tried again while the database restarts; a try
+        that failed leaves no count in the report."""
+        saved = copy.deepcopy(self.report.__dict__)
+
+        def attempt() -> Any:  # noqa: ANN401
+            self.report.__dict__.update(copy.deepcopy(saved))
+            return fn(*args)
+
+        def waiting(pause: float) -> None:
+            logging.getLogger("assetdb.worker").warning(
+                "the database is unavailable; trying again in %.1f s", pause)
+
+        return retry_database(attempt, on_retry=waiting)
+
+    def _read_model(self) -> str:
+        with connect(self.settings) as conn:
+            return _database_model(conn)
+
+    def _register(self, model: str) -> None:
+        with connect(self.settings) as conn:
+            _register(conn, self.owner, model)
+
     def run(self) -> WorkerReport:
-        with connect(self.settings) as conn:
-            model = _database_model(conn)
-        encoder = self._encoder_for(model)
-        with connect(self.settings) as conn:
-            _register(conn, self.owner, encoder.name)
+        encoder = self._encoder_for(self._db(self._read_model))
+        self._db(self._register, encoder.name)
         try:
             while not self.stop.is_set():
-                claimed = self._claim()
+                claimed = self._db(self._claim)
                 if claimed is None:  # the database switched model: load the new one
                     continue
                 if not claimed:
@@ -297,7 +319,7 @@ class Worker:
                 results = [(by_path[p], v, e) for p, v, e in batch]
                 self.hooks.record("encoded", [i for i, v, _ in results if v is not None])
                 self.hooks.after_encode()
-                if not self._write(encoder, results):
+                if not self._db(self._write, encoder, results):
                     break
                 unwritten -= {i for i, _, _ in results}
                 if self.on_batch:

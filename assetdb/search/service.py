@@ -14,10 +14,9 @@ from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image, load_image_bytes
 from assetdb.errors import AssetdbError, FilterError
+from assetdb.search import MAX_K
 from assetdb.search.filters import Filters
 from assetdb.search.query import Hit, nearest
-
-MAX_K = 1000
 
 
 def _check_k(k: int) -> None:
@@ -41,7 +40,7 @@ def search_vector(
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
         if model is not None and model != meta["model"]:
-            schema.check_model(meta, model, len(vector))
+            schema.check_model(meta, model, len(vector), followed=not settings.model_is_explicit)
         return _nearest(settings, conn, meta, vector, k, filters, exclude_ids)
 
 
@@ -61,7 +60,8 @@ def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector:
 
 def _checked(settings: Settings, encoder: Encoder) -> None:
     with connect(settings) as conn:
-        schema.check_model(schema.require_meta(conn), encoder.name, encoder.dimension)
+        schema.check_model(schema.require_meta(conn), encoder.name, encoder.dimension,
+                           followed=not settings.model_is_explicit)
 
 
 def search_text(
@@ -80,23 +80,21 @@ def search_image(
     settings: Settings, encoder: Encoder, image: Path | bytes | Image.Image, *, k: int = 10,
     filters: Filters | None = None,
 ) -> list[Hit]:
-    """Search by an example image (a file, its bytes, or an image already decoded); if it
-    is a catalogued file, it is left out of its results."""
+    """Search by an example image (a file, its bytes, or an image already decoded).
+
+    Nothing is left out: an asset with the same content (the file itself, if it is
+    catalogued) comes first at similarity 1.0, whether the image comes as a file (CLI)
+    or as an upload (API). Only `similar_to_asset` leaves out its query asset."""
     _check_k(k)
     _checked(settings, encoder)
     if isinstance(image, Image.Image):
-        img, exclude = image, ()
+        img = image
     elif isinstance(image, bytes):
-        img, exclude = load_image_bytes(image, encoder.image_size), ()
+        img = load_image_bytes(image, encoder.image_size)
     else:
         img = load_image(image, encoder.image_size)
-        with connect(settings) as conn:
-            row = conn.execute(text("SELECT id FROM assets WHERE uri = :u"),
-                               {"u": str(image.resolve())}).first()
-        exclude = (row.id,) if row else ()
     vector = encoder.encode_images([img])[0]
-    return search_vector(settings, vector, k=k, filters=filters, exclude_ids=exclude,
-                         model=encoder.name)
+    return search_vector(settings, vector, k=k, filters=filters, model=encoder.name)
 
 
 def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:

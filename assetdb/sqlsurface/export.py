@@ -76,7 +76,7 @@ def _flat_row(row: Any) -> dict[str, Any]:
     return out
 
 
-def check_format(fmt: str, out: Path) -> None:
+def check_format(fmt: str, out: Path, force: bool = False) -> None:
     if fmt not in FORMATS:
         raise AssetdbError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if fmt == "npy" and out.suffix != ".npy":
@@ -86,6 +86,11 @@ def check_format(fmt: str, out: Path) -> None:
         raise AssetdbError(f"{out} is a folder; --out wants a file path")
     if not out.parent.exists():
         raise AssetdbError(f"the folder {out.parent} does not exist")
+    companion = out.with_suffix(".csv")
+    if fmt == "npy" and companion.exists() and not force:
+        # OUT was named; its companion was not: never replace it unasked.
+        raise AssetdbError(f"{companion} exists: an npy export writes its other columns "
+                           "there; move it away, or pass --force to replace it")
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401
@@ -100,11 +105,13 @@ def export(
     settings: Settings, filters: Filters, fmt: str, out: Path,
     *, on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> ExportReport:
-    """Write the matching assets to OUT in FMT; returns the row count and files written."""
+    """Write the matching assets to OUT in FMT; returns the row count and files written.
+    An npy export's companion .csv is replaced only with force."""
     if filters.min_similarity is not None:
         raise FilterError("export has no query to be similar to: drop --min-similarity")
-    check_format(fmt, out)
+    check_format(fmt, out, force)
     with connect(settings) as conn:
         # First statement of the transaction: one snapshot for the count and the rows.
         conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -33,6 +34,20 @@ class QueryResult:
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def as_json_rows(self) -> list[dict[str, Any]]:
+        """Rows for JSON: numeric (Decimal) values as JSON numbers, not strings."""
+        return [{k: json_number(v) for k, v in row.items()} for row in self.as_dicts()]
+
+
+def json_number(value: Any) -> Any:  # noqa: ANN401
+    """A Decimal as an int when whole, else a float (17 significant digits); NaN and
+    infinities, which JSON cannot write, as text. Anything else unchanged."""
+    if not isinstance(value, Decimal):
+        return value
+    if not value.is_finite():
+        return str(value)
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _connect(settings: Settings) -> psycopg.Connection:

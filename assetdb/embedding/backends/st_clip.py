@@ -53,6 +53,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def offline_advice() -> str:
+    from assetdb.demo import MODEL_DIR
+
+    return ("try `assetdb demo` (offline, with the small model shipped in the package), or "
+            "set ASSETDB_MODEL to a local directory, e.g. the shipped demo model: "
+            f"ASSETDB_MODEL={MODEL_DIR}")
+
+
 class SentenceTransformerClip:
     """A CLIP model through sentence-transformers: batched, L2-normalised float32."""
 
@@ -70,10 +78,10 @@ class SentenceTransformerClip:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         _quiet_transformers()
         local = Path(name).expanduser().exists()
-        offline_hint = (
-            "if this machine is offline or cannot reach the model hub, download the model "
-            "elsewhere and set ASSETDB_MODEL to its local directory"
-        )
+        if not local and name.startswith(("/", "./", "../", "~")):
+            raise ModelError(f"cannot load the model {name!r}: there is no directory at {name} "
+                             "(ASSETDB_MODEL or --model)")
+        offline_hint = offline_advice()
         try:
             try:
                 # A model in the local cache loads without asking the hub.
@@ -84,8 +92,9 @@ class SentenceTransformerClip:
                     raise
                 if not _hub_reachable():
                     raise ModelError(
-                        f"cannot load the model {name!r}: it is not in the local cache and the "
-                        f"model hub cannot be reached ({offline_hint})"
+                        f"cannot load the model {name!r}: it is not in the local cache and "
+                        f"there is no network to download it from the model hub; "
+                        f"{offline_hint}"
                     ) from None
                 self.model = SentenceTransformer(self.name, device=self.device)
         except ModelError:
