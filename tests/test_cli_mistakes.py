@@ -113,7 +113,7 @@ def test_a_missing_model_directory_is_named(initialised, monkeypatch, tmp_path):
 
 def test_offline_default_model_points_at_the_demo(monkeypatch):
     from assetdb.demo import MODEL_DIR
-    from assetdb.embedding.encoder import SentenceTransformerClip
+    from assetdb.embedding.backends.st_clip import SentenceTransformerClip
     from assetdb.errors import ModelError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
