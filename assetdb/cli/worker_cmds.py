@@ -99,6 +99,13 @@ def retry(failed: bool, release_leases: bool, as_json: bool) -> None:
                + (f", {out['released']} leases released" if release_leases else ""))
 
 
+_JOB_STATES = {
+    "running": "running",
+    "dead": "its process is gone (killed?): run the same `assetdb reembed` to resume",
+    "interrupted": "interrupted: run the same `assetdb reembed` to resume",
+}
+
+
 @click.command()
 @click.option("--failures", type=click.IntRange(min=0), default=10, show_default=True,
               metavar="N", help="How many recent failures to list.")
@@ -135,4 +142,5 @@ def status(failures: int, as_json: bool) -> None:
         pct = 100.0 * job["done"] / job["total"] if job["total"] else 100.0
         click.echo(f"\nre-embed job {job['job']} to {job['target_model']} "
                    f"({job['dimension']}-d): {job['done']}/{job['total']} ({pct:.1f}%), "
-                   f"{job['failed']} failed, running for {job['elapsed_s']:.0f} s")
+                   f"{job['failed']} failed, started {job['elapsed_s']:.0f} s ago, "
+                   f"{_JOB_STATES[job['state']]}")

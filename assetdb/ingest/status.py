@@ -11,7 +11,7 @@ from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.ingest.heartbeat import DEAD_AFTER_S, pid_alive
-from assetdb.ingest.reembed import running_job, shadow_type
+from assetdb.ingest.reembed import runner_alive, running_job, shadow_type
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:
@@ -96,8 +96,14 @@ def status(settings: Settings, *, failures: int = 10) -> dict[str, Any]:
                 ), {"m": job.target_model}).one()
             elapsed = conn.execute(text("SELECT extract(epoch FROM now() - :t)"),
                                    {"t": job.started_at}).scalar_one()
+            # running: its process beats; dead: killed (run the command again to resume);
+            # interrupted: stopped cleanly, to be resumed.
+            state = "interrupted" if job.pid is None else (
+                "running" if runner_alive(conn, job) else "dead")
             reembed = {
-                "job": job.id, "target_model": job.target_model, "dimension": job.dimension,
+                "job": job.id, "state": state, "hostname": job.hostname, "pid": job.pid,
+                "last_seen": job.last_seen,
+                "target_model": job.target_model, "dimension": job.dimension,
                 "switch": job.switch, "filters": job.filters, "done": done, "total": total,
                 "failed": int(job.failed), "started_at": job.started_at,
                 "updated_at": job.updated_at, "elapsed_s": round(float(elapsed), 1),
