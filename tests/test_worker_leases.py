@@ -120,3 +120,30 @@ def test_a_worker_on_another_host_is_dead_when_its_heartbeat_is_late(initialised
                      "('far:2:bb', 'far-away-host', 2, now() - make_interval(secs => %s))",
                      (DEAD_AFTER_S + 1,))
     assert _worker_states() == {1: "running", 2: "dead"}
+
+
+def spawn_ingest(*args: str) -> subprocess.Popen[str]:
+    environ = dict(os.environ)
+    environ.update(PYTHONPATH=os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")]),
+                   ASSETDB_DECODE_WORKERS="1", OMP_NUM_THREADS="1", ASSETDB_BATCH_SIZE="4")
+    return subprocess.Popen([sys.executable, "-m", "assetdb", "ingest", *args], env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_ingests_of_one_folder_at_once_embed_each_file_once(
+        initialised, database_url, tmp_path, procs):
+    n = 48
+    for i in range(n):
+        large(tmp_path / "imgs" / f"a{i:02d}.png", seed=i)  # seconds of model work
+    procs.extend(spawn_ingest(str(tmp_path / "imgs"), "--json") for _ in range(2))
+    reports = []
+    for p in procs:
+        out, err = p.communicate(timeout=WAIT_S)
+        assert p.returncode == 0, err
+        reports.append(json.loads(out))
+    # Each file went to the model once, by one ingest or the other; the other skipped it.
+    assert sum(r["embedded"] for r in reports) == n, reports
+    assert all(r["ingested"] + r["unchanged"] + r["done_elsewhere"] == n for r in reports)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT status, attempts, lease_owner, count(*) FROM assets "
+                            "GROUP BY 1, 2, 3").fetchall() == [("ready", 0, None, n)]
