@@ -14,8 +14,9 @@ from assetdb.cli.output import kv_lines, print_json, print_table, progress_bar
 @click.option("--once", is_flag=True,
               help="Exit when nothing is left to claim instead of waiting for more.")
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), metavar="S",
-              help="How long a claimed batch is reserved; after that, other workers may take "
-                   "it (default ASSETDB_LEASE_SECONDS, 600).")
+              help="How long claimed rows stay reserved once this worker stops renewing them "
+                   "(it renews them every 2 s while alive); then other workers may take them "
+                   "(default ASSETDB_LEASE_SECONDS, 600).")
 @click.option("--max-attempts", type=click.IntRange(min=1), metavar="N",
               help="Claims per row before it stays failed (default ASSETDB_MAX_ATTEMPTS, 3).")
 @click.option("--retry-delay", type=click.FloatRange(min=0), metavar="S",
