@@ -1,4 +1,4 @@
-"""who runs a re-embed job, and its heartbeat
+"""who runs a re-embed job, and its heartbeat; leases found by owner
 
 Revision ID: 0005
 Revises: 0004
@@ -23,9 +23,16 @@ def upgrade() -> None:
         "ALTER TABLE assetdb_reembed_jobs ADD COLUMN hostname text, "
         "ADD COLUMN pid integer, ADD COLUMN last_seen timestamptz"
     )
+    # Heartbeats renew a process's leases every few seconds (WHERE lease_owner = ...):
+    # an index of the few leased rows, not a scan of the table.
+    op.execute(
+        "CREATE INDEX assets_lease_owner_idx ON assets (lease_owner) "
+        "WHERE lease_owner IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX assets_lease_owner_idx")
     op.execute(
         "ALTER TABLE assetdb_reembed_jobs DROP COLUMN hostname, DROP COLUMN pid, "
         "DROP COLUMN last_seen"
