@@ -31,3 +31,13 @@ def noise(path: Path, seed: int, size: tuple[int, int] = (64, 48)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr, "RGB").save(path)
     return path
+
+
+def large(path: Path, seed: int, size: int = 1536) -> Path:
+    """A distinct image per seed that is slow to decode but small on disk (16x16 blocks of
+    noise, scaled up): real work for tests that need batches to take a while."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, "RGB").resize((size, size), Image.Resampling.NEAREST).save(path)
+    return path

@@ -70,6 +70,8 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
         line = f"{report.ingested} {verb}, {report.unchanged} unchanged, {report.failed} failed"
         if report.deduplicated:
             line += f" ({report.deduplicated} copied from identical content)"
+        if report.done_elsewhere:
+            line += f"; {report.done_elsewhere} embedded by another ingest or worker meanwhile"
         if report.skipped:
             line += f"; {_skipped_summary(report.skipped_files)}"
         if report.metadata_unmatched:

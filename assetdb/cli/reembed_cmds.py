@@ -14,6 +14,9 @@ from assetdb.cli.common import (
 )
 from assetdb.cli.output import LazyProgress, print_json
 
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: run the same command again to resume
+EXIT_ABORTED = 3  # `assetdb reembed --abort` from another process cancelled this run
+
 
 @click.command()
 @click.option("--model", metavar="MODEL",
@@ -38,6 +41,9 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
     Interrupted (Ctrl-C, a crash), it resumes where it stopped when run again.
 
     With the database's own model, filters pick a subset, re-embedded in place.
+
+    Exit status: 0 done; 1 an error; 130 interrupted (run it again to resume);
+    3 cancelled by `assetdb reembed --abort` from another process.
 
     \b
     Examples:
@@ -65,17 +71,26 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
         report = service.reembed(
             settings, encoder, filters=filters, batch_size=batch_size, stop=stop,
             progress=bar.update, on_total=bar.on_total)
+    if report.aborted:
+        click.echo("the re-embed was aborted by another process (`assetdb reembed --abort`); "
+                   "the catalogue keeps its model and vectors", err=True)
     if as_json:
         print_json(report.as_dict())
-    else:
-        line = f"{report.embedded} re-embedded, {report.failed} failed"
-        if report.resumed_from:
-            line += f" (resumed: {report.resumed_from} done before)"
-        click.echo(line)
-        if report.interrupted:
-            click.echo("interrupted: run the same command again to resume")
-        elif report.switched:
-            click.echo(f"switched the database to {report.model} ({report.dimension}-d); "
-                       f"set ASSETDB_MODEL={report.model} for searches")
+    elif not report.aborted:
+        _echo_report(report)
+    if report.aborted:
+        raise SystemExit(EXIT_ABORTED)
     if report.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(EXIT_INTERRUPTED)
+
+
+def _echo_report(report) -> None:  # noqa: ANN001 - a ReembedReport (imported lazily)
+    line = f"{report.embedded} re-embedded, {report.failed} failed"
+    if report.resumed_from:
+        line += f" (resumed: {report.resumed_from} done before)"
+    click.echo(line)
+    if report.interrupted:
+        click.echo("interrupted: run the same command again to resume")
+    elif report.switched:
+        click.echo(f"switched the database to {report.model} ({report.dimension}-d); "
+                   f"set ASSETDB_MODEL={report.model} for searches")

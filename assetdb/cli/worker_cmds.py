@@ -14,8 +14,9 @@ from assetdb.cli.output import kv_lines, print_json, print_table, progress_bar
 @click.option("--once", is_flag=True,
               help="Exit when nothing is left to claim instead of waiting for more.")
 @click.option("--lease-seconds", type=click.FloatRange(min=0.1), metavar="S",
-              help="How long a claimed batch is reserved; after that, other workers may take "
-                   "it (default ASSETDB_LEASE_SECONDS, 600).")
+              help="How long claimed rows stay reserved once this worker stops renewing them "
+                   "(it renews them every 2 s while alive); then other workers may take them "
+                   "(default ASSETDB_LEASE_SECONDS, 600).")
 @click.option("--max-attempts", type=click.IntRange(min=1), metavar="N",
               help="Claims per row before it stays failed (default ASSETDB_MAX_ATTEMPTS, 3).")
 @click.option("--retry-delay", type=click.FloatRange(min=0), metavar="S",
@@ -99,6 +100,13 @@ def retry(failed: bool, release_leases: bool, as_json: bool) -> None:
                + (f", {out['released']} leases released" if release_leases else ""))
 
 
+_JOB_STATES = {
+    "running": "running",
+    "dead": "its process is gone (killed?): run the same `assetdb reembed` to resume",
+    "interrupted": "interrupted: run the same `assetdb reembed` to resume",
+}
+
+
 @click.command()
 @click.option("--failures", type=click.IntRange(min=0), default=10, show_default=True,
               metavar="N", help="How many recent failures to list.")
@@ -135,4 +143,5 @@ def status(failures: int, as_json: bool) -> None:
         pct = 100.0 * job["done"] / job["total"] if job["total"] else 100.0
         click.echo(f"\nre-embed job {job['job']} to {job['target_model']} "
                    f"({job['dimension']}-d): {job['done']}/{job['total']} ({pct:.1f}%), "
-                   f"{job['failed']} failed, running for {job['elapsed_s']:.0f} s")
+                   f"{job['failed']} failed, started {job['elapsed_s']:.0f} s ago, "
+                   f"{_JOB_STATES[job['state']]}")

@@ -1,4 +1,4 @@
-"""Typed models of the worker registry and re-embed jobs (migration 0002)."""
+"""Typed models of the worker registry and re-embed jobs (migrations 0004, 0005)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,7 @@ class ReembedJob(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The process running it (migration 0005); pid NULL: nobody (interrupted).
+    hostname: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

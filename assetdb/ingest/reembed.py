@@ -14,11 +14,19 @@ vectors or the new model with the new ones, never a mix.
 Same model (a preprocessing fix, a subset by filters): vectors are replaced in place;
 old and new vectors of one model are comparable, so searches are unaffected. Rows
 re-embedded since the job started are skipped on resume.
+
+`reembed --abort` from another process marks the job aborted, then drops the shadow
+columns. Every transaction of a run starts by reading its job's row FOR SHARE: an abort
+waits for that transaction to end, and the run's next transaction sees the abort and
+stops (ReembedAborted) before it touches a shadow column. A heartbeat keeps the job's
+last_seen fresh, so `assetdb status` tells a live run from a killed one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +45,7 @@ from assetdb.embedding.encoder import Encoder
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.hooks import run_model_switch_hooks
 from assetdb.ingest.embedder import embed_paths
+from assetdb.ingest.heartbeat import DEAD_AFTER_S, HEARTBEAT_S, Heartbeat, pid_alive
 from assetdb.search.filters import Filters
 from assetdb.search.query import where_clauses
 
@@ -53,6 +62,13 @@ class ReembedError(AssetdbError):
     pass
 
 
+class ReembedAborted(ReembedError):
+    """The job was aborted (`assetdb reembed --abort`) while this process ran it."""
+
+    def __init__(self) -> None:
+        super().__init__("the re-embed was aborted by another process")
+
+
 @dataclass
 class ReembedReport:
     job_id: int
@@ -65,6 +81,7 @@ class ReembedReport:
     resumed_from: int = 0  # rows already done by an earlier, interrupted run
     switched: bool = False
     interrupted: bool = False
+    aborted: bool = False  # by `assetdb reembed --abort` in another process
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,6 +119,53 @@ def _drop_shadow(conn: Connection) -> None:
     ))
 
 
+def check_job(conn: Connection, job_id: int) -> None:
+    """First statement of every transaction of a run: the row lock holds off an abort until
+    the transaction ends, and an abort already committed stops the run here."""
+    state = conn.execute(text("SELECT state FROM assetdb_reembed_jobs WHERE id = :i FOR SHARE"),
+                         {"i": job_id}).scalar()
+    if state == "aborted":
+        raise ReembedAborted()
+    if state != "running":
+        raise ReembedError(f"re-embed job {job_id} was finished by another process")
+
+
+def runner_alive(conn: Connection, job: Any) -> bool:
+    """Whether the process recorded as running `job` still beats (False: none, or dead)."""
+    if job.pid is None or job.last_seen is None:
+        return False
+    late = conn.execute(text("SELECT :t < now() - make_interval(secs => :d)"),
+                        {"t": job.last_seen, "d": DEAD_AFTER_S}).scalar_one()
+    return not late and pid_alive(job.hostname, job.pid) is not False
+
+
+def _claim_job(conn: Connection, job: Any) -> None:
+    """Record this process as the job's runner; refuse a job another live process runs."""
+    if runner_alive(conn, job) and (job.hostname, job.pid) != (socket.gethostname(),
+                                                               os.getpid()):
+        raise ReembedError(
+            f"re-embed job {job.id} is being run by process {job.pid} on {job.hostname}: "
+            "wait for it, or stop it (Ctrl-C there, or `assetdb reembed --abort`)"
+        )
+    conn.execute(text("UPDATE assetdb_reembed_jobs SET hostname = :h, pid = :p, "
+                      "last_seen = now() WHERE id = :i"),
+                 {"h": socket.gethostname(), "p": os.getpid(), "i": job.id})
+
+
+def _job_beat(job_id: int) -> Callable[[Connection], None]:
+    def beat(conn: Connection) -> None:
+        conn.execute(text("UPDATE assetdb_reembed_jobs SET last_seen = now() "
+                          "WHERE id = :i AND state = 'running'"), {"i": job_id})
+    return beat
+
+
+def _release_job(settings: Settings, job_id: int) -> None:
+    """The run ends (done, stopped, aborted or failed): nobody runs the job now."""
+    with connect(settings) as conn:
+        conn.execute(text("UPDATE assetdb_reembed_jobs SET pid = NULL, last_seen = now() "
+                          "WHERE id = :i"), {"i": job_id})
+
+
 def _start_job(conn: Connection, encoder: Encoder, switch: bool, filters: Filters) -> Any:
     job = running_job(conn)
     fjson = _filters_json(filters)
@@ -113,7 +177,8 @@ def _start_job(conn: Connection, encoder: Encoder, switch: bool, filters: Filter
                 f"re-embed job {job.id} (to {job.target_model!r}) is unfinished: resume it "
                 f"with the same model and filters, or cancel it with `assetdb reembed --abort`"
             )
-        return job
+        _claim_job(conn, job)
+        return running_job(conn)
     if switch and shadow_type(conn) is not None:  # left over from a crash: start clean
         _drop_shadow(conn)
     conn.execute(
@@ -121,27 +186,44 @@ def _start_job(conn: Connection, encoder: Encoder, switch: bool, filters: Filter
              "VALUES (:m, :d, :s, :f)"),
         {"m": encoder.name, "d": encoder.dimension, "s": switch, "f": Jsonb(fjson)},
     )
+    job = running_job(conn)
+    _claim_job(conn, job)
     return running_job(conn)
 
 
 def abort(settings: Settings) -> dict[str, Any]:
-    """Cancel the unfinished job and drop its shadow columns; searches are unaffected."""
+    """Cancel the unfinished job and drop its shadow columns; searches are unaffected.
+    A process running the job stops at its next transaction (ReembedAborted)."""
     with connect(settings) as conn:
-        job = running_job(conn)
-        had_shadow = shadow_type(conn) is not None
-        if had_shadow:
+        # Committed first: a running job sees it before it touches the shadow again.
+        job_id = conn.execute(text(
+            "UPDATE assetdb_reembed_jobs SET state = 'aborted', finished_at = now(), "
+            "updated_at = now() WHERE state = 'running' RETURNING id"
+        )).scalar()
+    return {"aborted_job": job_id, "dropped_shadow_columns": drop_unused_shadow(settings)}
+
+
+def drop_unused_shadow(settings: Settings) -> bool:
+    """Drop shadow columns no running job owns. False when there were none, or when a
+    running shadow index build held the table past the lock timeout (the run that built
+    it drops them when it sees the abort)."""
+    try:
+        with connect(settings) as conn:
+            if running_job(conn) is not None or shadow_type(conn) is None:
+                return False
             _drop_shadow(conn)
-        if job is not None:
-            conn.execute(text("UPDATE assetdb_reembed_jobs SET state = 'aborted', "
-                              "finished_at = now(), updated_at = now() WHERE id = :i"),
-                         {"i": job.id})
-    return {"aborted_job": job.id if job else None, "dropped_shadow_columns": had_shadow}
+        return True
+    except OperationalError as exc:
+        if "lock timeout" not in str(exc):
+            raise
+        return False
 
 
 class _Run:
-    def __init__(self, settings: Settings, encoder: Encoder, batch_size: int,
+    def __init__(self, settings: Settings, encoder: Encoder, batch_size: int, job_id: int,
                  stop: threading.Event | None, progress: Progress | None) -> None:
         self.settings = settings
+        self.job_id = job_id
         self.encoder = encoder
         self.batch_size = batch_size
         self.stop = stop or threading.Event()
@@ -166,12 +248,14 @@ class _Run:
             if self.stop.is_set():
                 return False
             with connect(self.settings) as conn:
+                check_job(conn, self.job_id)
                 rows = fetch(conn, last_id)
             if not rows:
                 return True
             last_id = rows[-1][0]
             results = self.embed(rows)
             with connect(self.settings) as conn:
+                check_job(conn, self.job_id)
                 store(conn, results)
                 ok = sum(v is not None for _, v, _ in results)
                 report.embedded += ok
@@ -224,9 +308,12 @@ def _index_valid(conn: Connection, name: str) -> bool | None:
     ), {"n": name}).scalar()
 
 
-def _build_shadow_indexes(settings: Settings) -> None:
+def _build_shadow_indexes(settings: Settings, job_id: int) -> None:
     """CREATE INDEX CONCURRENTLY (needs autocommit): writes and searches go on meanwhile.
-    An interrupted build leaves an invalid index; it is dropped and built again."""
+    An interrupted build leaves an invalid index; it is dropped and built again. An abort
+    meanwhile waits for the build (or times out) and is seen right after it."""
+    with connect(settings) as conn:
+        check_job(conn, job_id)
     statements = {
         SHADOW_INDEX: "CREATE INDEX CONCURRENTLY {name} ON assets USING hnsw "
                       "(embedding_next vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
@@ -240,11 +327,14 @@ def _build_shadow_indexes(settings: Settings) -> None:
                 conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
             if valid is not True:
                 conn.execute(text(ddl.format(name=name)))
+    with connect(settings) as conn:
+        check_job(conn, job_id)
 
 
 def _swap(settings: Settings, encoder: Encoder, job_id: int) -> bool:
     """The one atomic step. False if ready rows still lack a new vector (fill again)."""
     with connect(settings) as conn:
+        check_job(conn, job_id)
         _lock_timeout(conn)
         conn.execute(text("LOCK TABLE assetdb_meta IN ACCESS EXCLUSIVE MODE"))
         conn.execute(text("LOCK TABLE assets IN ACCESS EXCLUSIVE MODE"))
@@ -294,6 +384,7 @@ def _add_shadow_columns(conn: Connection, dimension: int) -> None:
 def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,
             on_total: Progress | None) -> None:
     with connect(settings) as conn:
+        check_job(conn, job.id)
         _add_shadow_columns(conn, run.encoder.dimension)
     with connect(settings) as conn:
         remaining = conn.execute(text(f"SELECT count(*) {_TODO_SWITCH}"),  # noqa: S608
@@ -308,7 +399,7 @@ def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,
         if not _fill_shadow(run, report):
             report.interrupted = True
             return
-        _build_shadow_indexes(settings)
+        _build_shadow_indexes(settings, job.id)
         if run.stop.is_set():
             report.interrupted = True
             return
@@ -362,6 +453,7 @@ def _in_place(run: _Run, report: ReembedReport, job: Any, filters: Filters,
         report.interrupted = True
         return
     with connect(run.settings) as conn:
+        check_job(conn, job.id)
         conn.execute(text("UPDATE assetdb_reembed_jobs SET state = 'done', finished_at = now(), "
                           "updated_at = now() WHERE id = :i"), {"i": job.id})
 
@@ -396,11 +488,18 @@ def reembed(
         job = _start_job(conn, encoder, switch, filters)
     report = ReembedReport(job_id=job.id, model=encoder.name, dimension=encoder.dimension,
                            switch=switch)
-    run = _Run(settings, encoder, batch_size or settings.batch_size, stop, progress)
-    if switch:
-        _switch(settings, run, report, job, on_total)
-    else:
-        _in_place(run, report, job, filters, meta["model"], on_total)
+    run = _Run(settings, encoder, batch_size or settings.batch_size, job.id, stop, progress)
+    try:
+        with Heartbeat(settings, _job_beat(job.id), HEARTBEAT_S):
+            if switch:
+                _switch(settings, run, report, job, on_total)
+            else:
+                _in_place(run, report, job, filters, meta["model"], on_total)
+    except ReembedAborted:
+        report.aborted = True
+        drop_unused_shadow(settings)  # if the abort could not: our index build held them
+    finally:
+        _release_job(settings, job.id)
     return report
 
 

@@ -1,6 +1,11 @@
 """The ingest service: scan, hash and probe files, apply sidecar metadata, embed what is
 new or changed, and upsert rows. One bad file never stops the batch: its error is stored
-on its row (status 'failed')."""
+on its row (status 'failed').
+
+Before its model work, an ingest claims the rows it will embed, a chunk at a time, with a
+lease like a worker's (renewed by a heartbeat while it runs): a second ingest of the same
+files, or a worker, skips rows held by another process, so each file goes to the model
+once however many ingests run at the same time."""
 
 from __future__ import annotations
 
@@ -10,14 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Row, text
 
 from assetdb.classify.auto import apply_to_upserted
-from assetdb.config import Settings
+from assetdb.config import Settings, env_float
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
@@ -25,10 +30,13 @@ from assetdb.embedding.images import MAGIC_BYTES, Probe, looks_like_image, now_u
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
 from assetdb.ingest.embedder import Expected, embed_paths
+from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
 from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
+from assetdb.ingest.worker import CLAIM_BATCHES, new_worker_id
 
 Progress = Callable[[int], None]  # called with the number of files just finished
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,6 +44,8 @@ class IngestReport:
     ingested: int = 0  # embedded (or registered, with embed=False) in this run
     unchanged: int = 0  # same content and model as stored: no model work
     deduplicated: int = 0  # of `ingested`, vectors copied from identical content
+    embedded: int = 0  # of `ingested`, files given to the model by this run
+    done_elsewhere: int = 0  # held or finished meanwhile by another ingest or a worker
     failed: int = 0
     # Not images, symlinks out of the roots, hidden, FIFOs, duplicates, non-UTF-8 names,
     # sub-folders without recursive: never registered (scan.py has the rules).
@@ -121,6 +131,43 @@ _UPDATE_METADATA = text(
         captured_at = COALESCE(CAST(:captured_at AS timestamptz), a.captured_at),
         updated_at = now()
     WHERE uri = :uri
+    """
+)
+
+
+# Claim a file's row for this run's model work: insert it as pending, or lease the existing
+# row, unless another live process holds it or it became ready with this content meanwhile.
+_CLAIM = text(
+    """
+    INSERT INTO assets AS a (uri, sha256, kind, mime, width, height, bytes, title, status,
+        lease_owner, lease_expires_at)
+    VALUES (:uri, :sha256, :kind, :mime, :width, :height, :bytes,
+        COALESCE(:title, :default_title), 'pending', :owner,
+        now() + make_interval(secs => :lease))
+    ON CONFLICT (uri) DO UPDATE SET lease_owner = :owner,
+        lease_expires_at = now() + make_interval(secs => :lease), updated_at = now()
+    WHERE (a.lease_owner IS NULL OR a.lease_owner = :owner OR a.lease_expires_at < now())
+      AND NOT (a.status = 'ready' AND a.sha256 = :sha256 AND a.embedding_model = :db_model)
+    """
+)
+
+# The result of a claimed row; lands only while the claim is still this run's.
+_WRITE_CLAIMED = text(
+    """
+    UPDATE assets AS a SET
+        sha256 = :sha256, kind = :kind, mime = :mime, width = :width, height = :height,
+        bytes = :bytes,
+        title = COALESCE(CAST(:title AS text), a.title),
+        description = COALESCE(CAST(:description AS text), a.description),
+        tags = COALESCE(CAST(:tags AS text[]), a.tags),
+        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
+        captured_at = COALESCE(CAST(:captured_at AS timestamptz), :exif_captured_at,
+                               a.captured_at),
+        embedding = CAST(:embedding AS vector), embedding_model = :model,
+        embedded_at = :embedded_at, status = :status, error = :error,
+        attempts = CASE WHEN :status = 'failed' THEN a.attempts + 1 ELSE 0 END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE uri = :uri AND lease_owner = :owner
     """
 )
 
@@ -268,62 +315,7 @@ def ingest(
     if not to_embed:
         return report
     assert lazy is not None
-    encoder = lazy.get()
-    with connect(settings) as conn:
-        known = {}
-        shas = {x.sha256 for x in to_embed if x.sha256}
-        for chunk in _chunks(sorted(shas), 1000):
-            known.update(_stored_vectors(conn, chunk, model))
-    # Identical content is embedded once: the first file of each sha256 goes to the model.
-    first: dict[str, _File] = {}
-    for item in to_embed:
-        if item.sha256 not in known:
-            first.setdefault(item.sha256 or str(item.path), item)
-    by_path = {x.path: x for x in first.values()}
-    expected: dict[Path, Expected] = {x.path: (x.sha256, x.size) for x in first.values()}
-    errors: dict[str, str] = {}  # sha256 -> why its first file failed, for its copies
-    for batch in embed_paths(encoder, [x.path for x in first.values()],
-                             settings.batch_size, settings.decode_workers, expected):
-        rows = []
-        for path, vector, error in batch:
-            item = by_path[path]
-            if vector is not None:
-                known[item.sha256 or ""] = vector
-                rows.append(_row(item, model, vector, "ready", None))
-                report.ingested += 1
-            else:
-                error = error or "unknown error"
-                errors[item.sha256 or ""] = error
-                if not _same_failure(existing.get(str(path)), item, error):
-                    rows.append(_row(item, None, None, "failed", error))
-                _failed(report, item, error)
-        # One executemany per batch: psycopg pipelines it, one round trip instead of 32.
-        if rows:
-            with connect(settings) as conn:
-                conn.execute(_UPSERT, rows)
-                apply_to_upserted(conn, rows, encoder)  # enabled label sets and policies
-        if progress:
-            progress(len(batch))
-    # Copies: content that was already embedded, here or in an earlier run.
-    copies = [x for x in to_embed if x.path not in by_path]
-    copy_rows = []
-    for item in copies:
-        vector = known.get(item.sha256 or "")
-        if vector is None:  # its twin failed: fail the same way, without more model work
-            error = errors.get(item.sha256 or "", "identical content failed to embed")
-            if not _same_failure(existing.get(str(item.path)), item, error):
-                copy_rows.append(_row(item, None, None, "failed", error))
-            _failed(report, item, error)
-            continue
-        copy_rows.append(_row(item, model, vector, "ready", None))
-        report.ingested += 1
-        report.deduplicated += 1
-    if copy_rows:
-        with connect(settings) as conn:
-            conn.execute(_UPSERT, copy_rows)
-            apply_to_upserted(conn, copy_rows, encoder)
-    if progress and copies:
-        progress(len(copies))
+    _embed_claimed(settings, lazy.get(), model, to_embed, existing, report, progress)
     return report
 
 
@@ -348,6 +340,147 @@ class _Model:
         return self.encoder
 
 
-def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+class _Claims:
+    """This run's claims: rows it embeds, leased to `owner` and renewed by a heartbeat."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.owner = f"ingest:{new_worker_id()}"
+        self.lease = env_float("ASSETDB_LEASE_SECONDS", 600.0, 0.1)
+
+    def claim(self, conn: Connection, items: Sequence[_File], model: str) -> list[_File]:
+        if not items:
+            return []
+        conn.execute(_CLAIM, [{**_row(x, None, None, "pending", None), "owner": self.owner,
+                               "lease": self.lease, "db_model": model} for x in items])
+        mine = set(conn.execute(
+            text("SELECT uri FROM assets WHERE uri = ANY(:uris) AND lease_owner = :owner"),
+            {"uris": [str(x.path) for x in items], "owner": self.owner},
+        ).scalars())
+        return [x for x in items if str(x.path) in mine]
+
+    def write(self, rows: list[dict[str, Any]], encoder: Encoder) -> None:
+        # One executemany: psycopg pipelines it, one round trip instead of one per row.
+        with connect(self.settings) as conn:
+            conn.execute(_WRITE_CLAIMED, [{**r, "owner": self.owner} for r in rows])
+            apply_to_upserted(conn, rows, encoder)  # enabled label sets and policies
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.settings, lambda conn: renew_leases(conn, self.owner, self.lease),
+                         interval_for(self.lease))
+
+    def release(self) -> None:
+        """Rows claimed but not written (an error, Ctrl-C) go back to the queue."""
+        with connect(self.settings) as conn:
+            conn.execute(text("UPDATE assets SET lease_owner = NULL, lease_expires_at = NULL "
+                              "WHERE lease_owner = :owner"), {"owner": self.owner})
+
+
+@dataclass
+class _Run:
+    """What one ingest's model work shares across its chunks."""
+
+    claims: _Claims
+    encoder: Encoder
+    model: str
+    existing: dict[str, Row[Any]]
+    report: IngestReport
+    progress: Progress | None
+    known: dict[str, np.ndarray] = field(default_factory=dict)  # sha256 -> vector
+    errors: dict[str, str] = field(default_factory=dict)  # sha256 -> why its first failed
+
+    def outcome(self, item: _File, vector: np.ndarray | None, error: str | None,
+                copy: bool = False) -> dict[str, Any] | None:
+        """The row to write for one file (None: the row already says so), and its count."""
+        if vector is not None:
+            self.report.ingested += 1
+            self.report.deduplicated += copy
+            self.report.embedded += not copy
+            return _row(item, self.model, vector, "ready", None)
+        error = error or "unknown error"
+        _failed(self.report, item, error)
+        if _same_failure(self.existing.get(str(item.path)), item, error):
+            return None
+        return _row(item, None, None, "failed", error)
+
+    def write(self, claimed: list[dict[str, Any]], free: list[dict[str, Any]]) -> None:
+        if claimed:
+            self.claims.write(claimed, self.encoder)
+        if free:  # known failures retried without a claim: written only when they change
+            with connect(self.claims.settings) as conn:
+                conn.execute(_UPSERT, free)
+                apply_to_upserted(conn, free, self.encoder)
+
+
+def _known_failure(old: Row[Any] | None, item: _File) -> bool:
+    return (old is not None and old.status == "failed" and old.sha256 == item.sha256
+            and old.bytes == item.size and item.sidecar is None)
+
+
+def _embed_claimed(settings: Settings, encoder: Encoder, model: str, to_embed: list[_File],
+                   existing: dict[str, Row[Any]], report: IngestReport,
+                   progress: Progress | None) -> None:
+    run = _Run(_Claims(settings), encoder, model, existing, report, progress)
+    try:
+        with run.claims.heartbeat():
+            for chunk in _chunks(to_embed, settings.batch_size * CLAIM_BATCHES):
+                _embed_chunk(run, chunk)
+    finally:
+        run.claims.release()
+
+
+def _embed_chunk(run: _Run, chunk: Sequence[_File]) -> None:
+    """Claim the chunk's rows (files that failed the same way before are retried without
+    a claim, so that an unchanged failure writes nothing), embed each content once, write."""
+    settings = run.claims.settings
+    retry = [x for x in chunk if _known_failure(run.existing.get(str(x.path)), x)]
+    retry_paths = {x.path for x in retry}
+    fresh = [x for x in chunk if x.path not in retry_paths]
+    with connect(settings) as conn:
+        claimed = run.claims.claim(conn, fresh, run.model)
+        work = claimed + retry
+        shas = {x.sha256 for x in work if x.sha256 and x.sha256 not in run.known}
+        run.known.update(_stored_vectors(conn, sorted(shas), run.model))
+    run.report.done_elsewhere += len(fresh) - len(claimed)
+    # Identical content is embedded once: the first file of each sha256 goes to the model.
+    first: dict[str, _File] = {}
+    for item in work:
+        if item.sha256 not in run.known:
+            first.setdefault(item.sha256 or str(item.path), item)
+    by_path = {x.path: x for x in first.values()}
+    expected: dict[Path, Expected] = {x.path: (x.sha256, x.size) for x in first.values()}
+    for batch in embed_paths(run.encoder, list(by_path), settings.batch_size,
+                             settings.decode_workers, expected):
+        rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        for path, vector, error in batch:
+            item = by_path[path]
+            if vector is not None:
+                run.known[item.sha256 or ""] = vector
+            else:
+                run.errors[item.sha256 or ""] = error or "unknown error"
+            row = run.outcome(item, vector, error)
+            if row is not None:
+                rows[path in retry_paths].append(row)
+        run.write(*rows)
+        if run.progress:
+            run.progress(len(batch))
+    # Copies: content that was already embedded, here or in an earlier run.
+    rows = ([], [])
+    for item in work:
+        if item.path in by_path:
+            continue
+        vector = run.known.get(item.sha256 or "")
+        # Its twin failed: fail the same way, without more model work.
+        error = None if vector is not None else run.errors.get(
+            item.sha256 or "", "identical content failed to embed")
+        row = run.outcome(item, vector, error, copy=True)
+        if row is not None:
+            rows[item.path in retry_paths].append(row)
+    run.write(*rows)
+    if run.progress:
+        run.progress(len(chunk) - len(by_path))
+
+
+def _chunks(seq: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]

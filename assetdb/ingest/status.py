@@ -5,20 +5,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
-from assetdb.ingest.reembed import running_job, shadow_type
-
-# Workers seen within this many seconds count as alive; older 'running' rows are stale
-# (a killed process cannot mark itself stopped).
-STALE_AFTER_S = 300
+from assetdb.ingest.heartbeat import DEAD_AFTER_S, pid_alive
+from assetdb.ingest.reembed import runner_alive, running_job, shadow_type
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in result]
+
+
+def liveness(heartbeat_late: bool, hostname: str, pid: int | None) -> str:
+    """'running' or 'dead' for a process that says it runs: a killed process cannot say it
+    stopped, so it is dead when its heartbeat is late or, on this host, its pid is gone."""
+    if heartbeat_late or pid_alive(hostname, pid) is False:
+        return "dead"
+    return "running"
+
+
+def _workers(conn: Connection) -> list[dict[str, Any]]:
+    workers = _rows(conn.execute(text(
+        """
+        SELECT w.id, w.hostname, w.pid, w.model, w.state,
+               w.last_seen < now() - make_interval(secs => :dead) AS heartbeat_late,
+               w.started_at, w.last_seen, w.embedded, w.failed,
+               COALESCE(l.leases, 0) AS leases, l.lease_expires_at
+        FROM assetdb_workers w
+        LEFT JOIN (SELECT lease_owner, count(*) AS leases,
+                          max(lease_expires_at) AS lease_expires_at
+                   FROM assets WHERE status = 'pending' AND lease_owner IS NOT NULL
+                   GROUP BY lease_owner) l ON l.lease_owner = w.id
+        WHERE w.state = 'running' OR l.leases > 0
+           OR w.last_seen >= now() - interval '1 hour'
+        ORDER BY w.started_at
+        """
+    ), {"dead": DEAD_AFTER_S}))
+    for w in workers:
+        late = w.pop("heartbeat_late")
+        if w["state"] == "running":
+            w["state"] = liveness(late, w["hostname"], w["pid"])
+    return workers
 
 
 def status(settings: Settings, *, failures: int = 10) -> dict[str, Any]:
@@ -42,24 +71,7 @@ def status(settings: Settings, *, failures: int = 10) -> dict[str, Any]:
             FROM assets WHERE status = 'pending'
             """
         )).one()._mapping)
-        workers = _rows(conn.execute(text(
-            """
-            SELECT w.id, w.hostname, w.pid, w.model,
-                   CASE WHEN w.state = 'running'
-                        AND w.last_seen < now() - make_interval(secs => :stale)
-                        THEN 'stale' ELSE w.state END AS state,
-                   w.started_at, w.last_seen, w.embedded, w.failed,
-                   COALESCE(l.leases, 0) AS leases, l.lease_expires_at
-            FROM assetdb_workers w
-            LEFT JOIN (SELECT lease_owner, count(*) AS leases,
-                              max(lease_expires_at) AS lease_expires_at
-                       FROM assets WHERE status = 'pending' AND lease_owner IS NOT NULL
-                       GROUP BY lease_owner) l ON l.lease_owner = w.id
-            WHERE w.state = 'running' OR l.leases > 0
-               OR w.last_seen >= now() - interval '1 hour'
-            ORDER BY w.started_at
-            """
-        ), {"stale": STALE_AFTER_S}))
+        workers = _workers(conn)
         leases = _rows(conn.execute(text(
             """
             SELECT lease_owner AS worker, count(*) AS rows, min(lease_expires_at) AS expires_at,
@@ -84,8 +96,14 @@ def status(settings: Settings, *, failures: int = 10) -> dict[str, Any]:
                 ), {"m": job.target_model}).one()
             elapsed = conn.execute(text("SELECT extract(epoch FROM now() - :t)"),
                                    {"t": job.started_at}).scalar_one()
+            # running: its process beats; dead: killed (run the command again to resume);
+            # interrupted: stopped cleanly, to be resumed.
+            state = "interrupted" if job.pid is None else (
+                "running" if runner_alive(conn, job) else "dead")
             reembed = {
-                "job": job.id, "target_model": job.target_model, "dimension": job.dimension,
+                "job": job.id, "state": state, "hostname": job.hostname, "pid": job.pid,
+                "last_seen": job.last_seen,
+                "target_model": job.target_model, "dimension": job.dimension,
                 "switch": job.switch, "filters": job.filters, "done": done, "total": total,
                 "failed": int(job.failed), "started_at": job.started_at,
                 "updated_at": job.updated_at, "elapsed_s": round(float(elapsed), 1),

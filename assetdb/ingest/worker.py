@@ -2,8 +2,10 @@
 the row: who holds it, until when), embed them, mark each ready or failed.
 
 Any number of workers, on any machines, share the queue through the database alone.
-A worker that dies leaves leases that expire; the next claim takes those rows again,
-counting an attempt per claim, and after `max_attempts` a row stays 'failed'. A write
+While a worker lives, a heartbeat thread renews the leases of the rows it holds (and its
+`last_seen`), however slow a batch is. A worker that dies leaves leases that expire; the
+next claim takes those rows again, counting an attempt per claim, and after
+`max_attempts` a row stays 'failed'. A write
 only lands while the writer still holds the row's lease, so a worker that lost its lease
 (it stalled past the expiry and another worker took over) cannot overwrite the new result.
 
@@ -21,8 +23,7 @@ import os
 import secrets
 import socket
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from assetdb.db.engine import connect, retry_database
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ConfigError
 from assetdb.ingest.embedder import embed_paths
+from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
 
 EncoderLoader = Callable[[str], Encoder]  # model name -> encoder
 
@@ -47,7 +49,9 @@ CLAIM_BATCHES = 4
 @dataclass(frozen=True)
 class WorkerOptions:
     batch_size: int = 32
-    lease_seconds: float = 600.0  # how long a claim is held before others may take it
+    # How long a claim outlives its worker: renewed while the worker lives, so it need
+    # not cover a batch, only a few missed heartbeats (a database restart, say).
+    lease_seconds: float = 600.0
     max_attempts: int = 3  # claims (including crashed ones) before a row stays failed
     retry_delay: float = 30.0  # wait before a row whose embedding failed is tried again
     poll_seconds: float = 2.0  # sleep between claims when the queue is empty
@@ -73,6 +77,7 @@ class WorkerOptions:
 class WorkerReport:
     worker_id: str
     batches: int = 0
+    encoded: int = 0  # rows given to the model (a row taken over from a dead worker counts)
     embedded: int = 0
     failed: int = 0  # rows that stayed failed (attempts used up)
     requeued: int = 0  # rows whose embedding failed and will be tried again
@@ -157,28 +162,6 @@ _RELEASE = text(
 )
 
 
-class _TestHooks:
-    """Test-only instrumentation, off unless its variables are set: a per-process log of
-    the assets given to the model and of the results committed (to prove nothing is
-    embedded twice), and a stall after encoding (to kill a worker mid-batch)."""
-
-    def __init__(self) -> None:
-        log_dir = os.environ.get("ASSETDB_TEST_EMBED_LOG")
-        self.log = Path(log_dir) / f"{os.getpid()}.log" if log_dir else None
-        self.stall = float(os.environ.get("ASSETDB_TEST_STALL_SECONDS") or 0)
-
-    def record(self, event: str, ids: Sequence[int]) -> None:
-        if self.log and ids:
-            with self.log.open("a") as fh:
-                fh.write("".join(f"{event} {i}\n" for i in ids))
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    def after_encode(self) -> None:
-        if self.stall:
-            time.sleep(self.stall)
-
-
 def _register(conn: Connection, worker_id: str, model: str) -> None:
     host, pid = socket.gethostname(), os.getpid()
     conn.execute(
@@ -222,7 +205,6 @@ class Worker:
         self.stop = stop or threading.Event()
         self.report = WorkerReport(worker_id or new_worker_id())
         self.on_batch = on_batch
-        self.hooks = _TestHooks()
         self.encoder: Encoder | None = None
 
     @property
@@ -266,22 +248,33 @@ class Worker:
     def run(self) -> WorkerReport:
         encoder = self._encoder_for(self._db(self._read_model))
         self._db(self._register, encoder.name)
+        heartbeat = Heartbeat(self.settings, self._beat, interval_for(self.options.lease_seconds))
         try:
-            while not self.stop.is_set():
-                claimed = self._db(self._claim)
-                if claimed is None:  # the database switched model: load the new one
-                    continue
-                if not claimed:
-                    if self.options.once:
-                        break
-                    self.stop.wait(self.options.poll_seconds)
-                    continue
-                self._process(claimed)
+            with heartbeat:
+                self._loop()
         finally:
             with connect(self.settings) as conn:
                 _heartbeat(conn, self.report, self.encoder.name if self.encoder else "",
                            "stopped")
         return self.report
+
+    def _beat(self, conn: Connection) -> None:
+        """From the heartbeat thread: keep this worker's leases and show it is alive."""
+        renew_leases(conn, self.owner, self.options.lease_seconds)
+        conn.execute(text("UPDATE assetdb_workers SET last_seen = now() WHERE id = :i"),
+                     {"i": self.owner})
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            claimed = self._db(self._claim)
+            if claimed is None:  # the database switched model: load the new one
+                continue
+            if not claimed:
+                if self.options.once:
+                    break
+                self.stop.wait(self.options.poll_seconds)
+                continue
+            self._process(claimed)
 
     def _claim(self) -> list[tuple[int, str, str | None, int | None]] | None:
         opts = self.options
@@ -317,8 +310,7 @@ class Worker:
             for batch in embed_paths(encoder, list(by_path), batch_size=self.options.batch_size,
                                      workers=self.settings.decode_workers, expected=expected):
                 results = [(by_path[p], v, e) for p, v, e in batch]
-                self.hooks.record("encoded", [i for i, v, _ in results if v is not None])
-                self.hooks.after_encode()
+                self.report.encoded += sum(v is not None for _, v, _ in results)
                 if not self._db(self._write, encoder, results):
                     break
                 unwritten -= {i for i, _, _ in results}
@@ -334,7 +326,6 @@ class Worker:
     def _write(self, encoder: Encoder, results: list[tuple[int, Any, str | None]]) -> bool:
         """Store a batch's results in one transaction; False if the model changed."""
         opts = self.options
-        committed: list[int] = []
         embedded: list[tuple[int, Any]] = []
         with connect(self.settings) as conn:
             # Reading assetdb_meta here holds off a model switch until this commits, and
@@ -348,7 +339,6 @@ class Worker:
                     if row is None:
                         self.report.lost += 1
                         continue
-                    committed.append(asset_id)
                     embedded.append((asset_id, vector))
                     self.report.embedded += 1
                     continue
@@ -366,7 +356,6 @@ class Worker:
             apply_auto_classification(conn, embedded, encoder)
             self.report.batches += 1
             _heartbeat(conn, self.report, encoder.name, "running")
-        self.hooks.record("committed", committed)
         return True
 
 
