@@ -57,7 +57,8 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     from assetdb.demo import service
 
     settings = service.demo_settings(home)
-    stop_command = "assetdb demo --stop" + (f" --home {shlex.quote(str(home))}" if home else "")
+    # With its home spelled out: it works in any shell, also after the export it suggests.
+    stop_command = f"assetdb demo --stop --home {shlex.quote(str(settings.home))}"
     if stop:
         _stop(settings.home, as_json)
         return
@@ -121,7 +122,7 @@ Try next (in this shell):
   assetdb eval --folder {shlex.quote(str(service.held_out_folder(settings)))} \
 --template 'a photo of a {{}}.' --template 'a {{}}'
   assetdb serve                      # the web page and HTTP API
-  psql "$(assetdb db url)" -c "SELECT title, metadata->>'shape' FROM assets LIMIT 5"
+  assetdb sql "SELECT title, metadata->>'shape' AS shape FROM assets LIMIT 5"
 
 The demo's database server keeps running; stop it with:
   {stop_command}

@@ -99,6 +99,9 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
                 f"the demo database in {settings.home} was made with the model "
                 f"{meta['model']!r}; run the demo with another --home")
         schema.upgrade(conn, encoder.name, encoder.dimension)
+        from assetdb.db.roles import ensure_reader
+
+        ensure_reader(conn, settings)  # `assetdb sql` and analysts' psql, as after init
     from assetdb.db.engine import reset_engines
 
     reset_engines()  # new connections register the vector type now that it exists
