@@ -134,7 +134,7 @@ def ablation(encoder: Any, paths: list[Path], batch: int) -> list[dict[str, Any]
     from assetdb.embedding.preprocess import fit_shortest_edge
     from assetdb.ingest.embedder import embed_paths
 
-    edge = encoder.resize_shortest_edge
+    edge = encoder.preprocess.resize_shortest_edge
 
     def sequential(min_size: int, resize: bool) -> np.ndarray:
         out = []
@@ -179,7 +179,7 @@ def cpu_accounting(encoder: Any, paths: list[Path], batch: int,
     from assetdb.embedding.images import load_image
     from assetdb.embedding.preprocess import fit_shortest_edge
 
-    edge = encoder.resize_shortest_edge
+    edge = encoder.preprocess.resize_shortest_edge
     decode: dict[str, float] = {}
     for w, h in SIZES:
         chosen = [p for p in paths if p.name.endswith(f"_{w}.jpg")][:files]

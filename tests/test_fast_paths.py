@@ -46,8 +46,8 @@ def test_shortest_edge_size_is_transformers_arithmetic(size):
 
 
 def test_encoder_reports_its_processor_resize(encoder):
-    assert encoder.resize_shortest_edge == encoder.image_size == 32
-    assert encoder.resize_resample == Image.Resampling.BICUBIC
+    assert encoder.preprocess.resize_shortest_edge == encoder.image_size == 32
+    assert encoder.preprocess.resample == Image.Resampling.BICUBIC
 
 
 def test_pre_resized_pixels_equal_the_processors(encoder, tmp_path):
@@ -55,7 +55,7 @@ def test_pre_resized_pixels_equal_the_processors(encoder, tmp_path):
     for i, size in enumerate(SIZES):
         img = load_image(photo_like(tmp_path / f"p{i}.jpg", size, i), encoder.image_size)
         plain = proc(images=[img.copy()], return_tensors="np")["pixel_values"]
-        small = fit_shortest_edge(img.copy(), encoder.resize_shortest_edge)
+        small = fit_shortest_edge(img.copy(), encoder.preprocess.resize_shortest_edge)
         assert min(small.size) == min(32, min(img.size))
         fast = proc(images=[small], return_tensors="np")["pixel_values"]
         assert fast.shape == plain.shape
