@@ -58,8 +58,9 @@ class Frame:
 
 @runtime_checkable
 class Kind(Protocol):
-    """One kind of asset file. Errors a user should see on the asset's row are raised as
-    assetdb.errors.ImageError."""
+    """One kind of asset file. A source is a real path or a file open at its start
+    (ingest reads through a descriptor opened without following symlinks). Errors a user
+    should see on the asset's row are raised as assetdb.errors.ImageError."""
 
     names: tuple[str, ...]  # the values it records in assets.kind (the filter's choices)
     suffixes: frozenset[str]  # lower-case, with the dot: which files a scan takes
