@@ -130,9 +130,9 @@ def end_to_end(encoder: Any, paths: list[Path], home: Path) -> dict[str, Any]:
 
 def ablation(encoder: Any, paths: list[Path], batch: int) -> list[dict[str, Any]]:
     """Decode + encode without the database, one variant at a time, on the same files."""
+    from assetdb.embedding.batches import embed_paths
     from assetdb.embedding.images import load_image
     from assetdb.embedding.preprocess import fit_shortest_edge
-    from assetdb.ingest.embedder import embed_paths
 
     edge = encoder.preprocess.resize_shortest_edge
 

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from PIL import Image
 
+from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.images import REDUCED_MIN_SIDE, load_image, probe
 from assetdb.errors import ImageError
-from assetdb.ingest.embedder import embed_paths
 from assetdb.ingest.service import ingest
 from assetdb.ingest.worker import WorkerOptions, run_worker
 from tests.conftest import run_cli

@@ -11,9 +11,9 @@ from PIL import Image
 from sqlalchemy import text
 
 from assetdb.db.engine import connect
+from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.images import load_image
 from assetdb.embedding.preprocess import fit_shortest_edge, shortest_edge_size
-from assetdb.ingest.embedder import embed_paths
 from assetdb.ingest.service import ingest
 
 # Landscape, portrait, square, odd ratios, and one already smaller than the model input.

@@ -10,10 +10,8 @@ import anyio.to_thread
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-# Raster types that ingest's probe records (Pillow's names for the supported formats);
-# none of them can carry script. SVG, HTML and anything else go out as downloads.
-INLINE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp",
-                          "image/tiff", "image/mpo"})
+from assetdb.kinds.registry import inline_types
+
 # Even if a browser renders a served file as a document, it gets no script, no origin
 # (sandbox) and may load nothing.
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff",
@@ -31,8 +29,9 @@ def content_disposition(kind: str, filename: str) -> str:
 
 
 def serving_type(mime: str | None, probed: bool) -> tuple[str, str]:
-    """(Content-Type, disposition kind): inline only for a probed raster image type."""
-    if probed and mime in INLINE_TYPES:
+    """(Content-Type, disposition kind): inline only for a probed raster image type that
+    a registered kind declares (SVG, HTML and anything else go out as downloads)."""
+    if probed and mime in inline_types():
         return mime, "inline"
     return "application/octet-stream", "attachment"
 

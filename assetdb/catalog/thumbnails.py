@@ -12,12 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image
-
 from assetdb.catalog.assets import AssetDetail, AssetNotFound, open_original
 from assetdb.config import Settings
-from assetdb.embedding.images import load_image
 from assetdb.errors import FilterError
+from assetdb.kinds.registry import Kind, kind_for_file
 
 SIZES = (256, 512)  # longest side in pixels; a fixed set keeps the cache bounded
 DEFAULT_SIZE = 256
@@ -36,9 +34,12 @@ def thumbnail_path(settings: Settings, sha256: str, size: int) -> Path:
     return cache_dir(settings) / sha256[:2] / f"{sha256}-{size}.jpg"
 
 
-def make_thumbnail(source: Path | BinaryIO, target: Path, size: int) -> None:
-    img = load_image(source, min_size=size)  # JPEG draft decode, EXIF orientation, RGB
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+def make_thumbnail(source: Path | BinaryIO, target: Path, size: int,
+                   kind: Kind | None = None) -> None:
+    """Write the JPEG thumbnail of `source`, made by its kind (by default the kind that
+    takes a source path, else the still-image kind)."""
+    kind = kind or kind_for_file(source if isinstance(source, Path) else "")
+    img = kind.thumbnail(source, size)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename: a reader never sees half a file, two writers do not clash.
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
@@ -63,5 +64,5 @@ def thumbnail(
             raise AssetNotFound(f"asset {asset_id} has no content hash yet")
         target = thumbnail_path(settings, asset.sha256, size)
         if not target.is_file():
-            make_thumbnail(source, target, size)
+            make_thumbnail(source, target, size, kind_for_file(asset.uri, asset.kind))
     return target, asset

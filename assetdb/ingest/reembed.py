@@ -41,10 +41,10 @@ from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect, get_engine
 from assetdb.db.models import Asset
+from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.hooks import run_model_switch_hooks
-from assetdb.ingest.embedder import embed_paths
 from assetdb.ingest.heartbeat import DEAD_AFTER_S, HEARTBEAT_S, Heartbeat, pid_alive
 from assetdb.search.filters import Filters
 from assetdb.search.query import where_clauses

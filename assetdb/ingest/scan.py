@@ -1,14 +1,15 @@
 """Turn PATH arguments (files, folders, globs) into the files to ingest.
 
-Only image files are taken (by suffix: IMAGE_SUFFIXES); anything else is skipped with
-its reason, whether found in a folder or named on the command line, so an .html or .svg
-never becomes an asset. Symlinks are not followed out of the roots given: a folder
-argument is the root of its walk, a file (or folder) argument that is itself a symlink
-must point inside the folder that holds it, and a glob match must stay inside the folder
-above the pattern's first wildcard. A symlink that stays inside its
-root is followed and stored under its target's real path; one that leaves is skipped,
-unless follow_symlinks. Every stored path is a real path (no symlink in it), which is
-what the API requires before it serves a file (assetdb.files).
+Only files of a registered kind are taken (by suffix, assetdb.kinds: image files unless
+a plugin adds a kind); anything else is skipped with its reason, whether found in a
+folder or named on the command line, so an .html or .svg never becomes an asset.
+Symlinks are not followed out of the roots given: a folder argument is the root of its
+walk, a file (or folder) argument that is itself a symlink must point inside the folder
+that holds it, and a glob match must stay inside the folder above the pattern's first
+wildcard. A symlink that stays inside its root is followed and stored under its target's
+real path; one that leaves is skipped, unless follow_symlinks. Every stored path is a
+real path (no symlink in it), which is what the API requires before it serves a file
+(assetdb.files).
 
 Every path given or walked is accounted for: taken, or skipped with its reason. A walk
 skips hidden names (a leading dot: files, and folders without walking them) and, without
@@ -29,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assetdb.embedding.images import IMAGE_SUFFIXES
+from assetdb.kinds.registry import kind_for_path
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def _has_glob(arg: str) -> bool:
 
 
 def not_an_image(path: Path) -> str | None:
-    """Why the file is not taken as an image (by its suffix), or None if it is."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    """Why the file is not taken (no kind claims its suffix), or None if it is."""
+    if kind_for_path(path) is not None:
         return None
     return f"not an image: {mimetypes.guess_type(path.name)[0] or 'unknown type'}"
 

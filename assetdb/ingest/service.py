@@ -25,15 +25,16 @@ from assetdb.classify.auto import apply_to_upserted
 from assetdb.config import Settings, env_float
 from assetdb.db import schema
 from assetdb.db.engine import connect
+from assetdb.embedding.batches import Expected, embed_paths
 from assetdb.embedding.encoder import Encoder
-from assetdb.embedding.images import MAGIC_BYTES, Probe, looks_like_image, now_utc, probe
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
-from assetdb.ingest.embedder import Expected, embed_paths
 from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
 from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
 from assetdb.ingest.worker import CLAIM_BATCHES, new_worker_id
+from assetdb.kinds.raster import now_utc
+from assetdb.kinds.registry import Probe, kind_for_file
 
 Progress = Callable[[int], None]  # called with the number of files just finished
 T = TypeVar("T")
@@ -77,12 +78,13 @@ def _inspect(path: Path) -> _File:
     try:
         with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
             item.size = os.fstat(fh.fileno()).st_size
-            if not looks_like_image(os.pread(fh.fileno(), MAGIC_BYTES, 0)):
+            kind = kind_for_file(path)
+            if not kind.sniff(os.pread(fh.fileno(), kind.magic_bytes, 0)):
                 item.error = ("empty file" if item.size == 0
                               else "not an image, or an unsupported image format")
                 return item
             item.sha256 = sha256_fd(fh.fileno())
-            item.probe = probe(fh)
+            item.probe = kind.probe(fh)
     except ImageError as exc:
         item.error = str(exc)
     except FileNotFoundError:

@@ -34,9 +34,9 @@ from assetdb.classify.auto import apply_auto_classification
 from assetdb.config import Settings, env_float, env_int
 from assetdb.db import schema
 from assetdb.db.engine import connect, retry_database
+from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ConfigError
-from assetdb.ingest.embedder import embed_paths
 from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
 
 EncoderLoader = Callable[[str], Encoder]  # model name -> encoder

@@ -9,8 +9,9 @@ from typing import Any
 
 from assetdb.errors import FilterError
 from assetdb.ingest.sidecar import parse_scalar
+from assetdb.kinds.registry import KIND_NAMES
 
-KINDS = ("image", "animation")
+KINDS = KIND_NAMES  # the registered kinds' names, read at each use (assetdb.kinds)
 
 
 @dataclass

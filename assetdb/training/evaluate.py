@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from assetdb.classify.zeroshot import DEFAULT_TEMPLATES, probabilities, text_prototypes
+from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.encoder import Encoder
-from assetdb.embedding.images import IMAGE_SUFFIXES
 from assetdb.errors import AssetdbError
-from assetdb.ingest.embedder import embed_paths
+from assetdb.kinds.registry import kind_for_path
 from assetdb.training.metrics import KS, recall_at_k
 from assetdb.training.pairs import Pair
 
@@ -42,7 +42,7 @@ def class_folders(folder: Path) -> dict[str, list[Path]]:
     classes: dict[str, list[Path]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in sub.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                       if p.is_file() and kind_for_path(p) is not None)
         if files:
             classes[sub.name.replace("_", " ").replace("-", " ").strip()] = files
     if len(classes) < 2:

@@ -1,7 +1,9 @@
-"""Embed image files: decode in a thread pool one batch ahead of the encoder, so that
-decoding (which releases the GIL) overlaps with inference. The decode threads also do the
-processor's resize (JPEG draft decode, then bicubic to the model's scale), so the
-inference thread gets images that are already small (docs/performance.md has the figures).
+"""Embed asset files in batches (ingest, workers, re-embedding, model evaluation): decode
+in a thread pool one batch ahead of the encoder, so that decoding (which releases the GIL)
+overlaps with inference. Each file is decoded by its kind (assetdb.kinds). The decode
+threads also do the processor's resize (JPEG draft decode, then bicubic to the model's
+scale), so the inference thread gets images that are already small (docs/performance.md
+has the figures).
 
 Each file is read once, and what is decoded is what was hashed: given the sha256 and size
 recorded on the row, a file replaced since then fails instead of lending its vector to the
@@ -20,10 +22,10 @@ import numpy as np
 from PIL import Image
 
 from assetdb.embedding.encoder import Encoder
-from assetdb.embedding.images import load_image
 from assetdb.embedding.preprocess import fit_shortest_edge
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks
+from assetdb.kinds.registry import kind_for_file
 
 Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
 Expected = tuple[str | None, int | None]  # (sha256, size) recorded for the file
@@ -49,7 +51,8 @@ def _load(path: Path, min_size: int, edge: int | None, resample: int,
           expected: Expected | None = None) -> Image.Image | str:
     try:
         data = _read(path, expected)
-        return fit_shortest_edge(load_image(io.BytesIO(data), min_size), edge, resample)
+        decoded = kind_for_file(path).decode(io.BytesIO(data), min_size)
+        return fit_shortest_edge(decoded, edge, resample)
     except ImageError as exc:
         return str(exc)
     except FileNotFoundError:
