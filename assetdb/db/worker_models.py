@@ -1,4 +1,4 @@
-"""Typed models of the worker registry and re-embed jobs (migration 0002)."""
+"""Typed models of the worker registry and re-embed jobs (migration 0004)."""
 
 from __future__ import annotations
 
