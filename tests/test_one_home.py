@@ -56,6 +56,7 @@ def test_init_records_ef_search_and_the_sql_functions_search_that_wide(
             "'assetdb_concept_search')").fetchall())
     assert stored == ("40",)
     assert len(configs) == 3
+    _init(monkeypatch, 40)  # again: nothing to change, nothing written
     assert all("hnsw.ef_search=40" in c and "hnsw.iterative_scan=relaxed_order" in c
                for c in configs.values()), configs
 

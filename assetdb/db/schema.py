@@ -61,14 +61,30 @@ def record_ef_search(conn: Connection, ef_search: int) -> int:
     The functions carry it as their own `SET hnsw.ef_search` clause rather than reading
     the table at each call: setting a parameter inside a function (set_config) would make
     them parallel-unsafe, and every query that calls them would lose parallel plans. A
-    migration that recreates them resets the clause; init runs this after migrating."""
+    migration that recreates them resets the clause; init runs this after migrating.
+
+    Writes only what changed. A login that does not own the functions (another login
+    migrated them) leaves them, and the recorded value, as they are. Returns the value
+    the functions use."""
     value = min(max(int(ef_search), 1), EF_SEARCH_MAX)
-    conn.execute(text(
-        "INSERT INTO assetdb_meta (key, value) VALUES (:k, :v) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-    ), {"k": EF_SEARCH_META_KEY, "v": str(value)})
-    for signature in SEARCH_FUNCTIONS:  # constants; DDL takes no bind parameters
-        conn.execute(text(f"ALTER FUNCTION {signature} SET hnsw.ef_search = {value}"))
+    rows = conn.execute(text(
+        "SELECT p.oid::regprocedure::text AS signature, "
+        "pg_has_role(p.proowner, 'USAGE') AS owned, "
+        "(SELECT split_part(c, '=', 2) FROM unnest(p.proconfig) c "
+        " WHERE c LIKE 'hnsw.ef_search=%') AS current "
+        "FROM pg_proc p WHERE p.oid = ANY(CAST(:s AS regprocedure[]))"
+    ), {"s": list(SEARCH_FUNCTIONS)}).all()
+    stale = [r for r in rows if r.current != str(value)]
+    if any(not r.owned for r in stale):
+        value = int(stale[0].current or DEFAULT_EF_SEARCH)
+        stale = []
+    for r in stale:  # signatures as pg_proc prints them; DDL takes no bind parameters
+        conn.execute(text(f"ALTER FUNCTION {r.signature} SET hnsw.ef_search = {value}"))
+    if read_meta(conn).get(EF_SEARCH_META_KEY) != str(value):
+        conn.execute(text(
+            "INSERT INTO assetdb_meta (key, value) VALUES (:k, :v) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ), {"k": EF_SEARCH_META_KEY, "v": str(value)})
     return value
 
 
