@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from assetdb.db.indexes import EMBEDDING_INDEX, hnsw_index_sql
+
 
 def main(tmp: Path) -> None:
     ap = argparse.ArgumentParser()
@@ -64,7 +66,7 @@ def main(tmp: Path) -> None:
 
         register_vector(conn)
         # Load without the index, then build it once (as a bulk load would).
-        conn.execute("DROP INDEX assets_embedding_hnsw")
+        conn.execute(f"DROP INDEX {EMBEDDING_INDEX}")
         with conn.cursor().copy(
             "COPY assets (uri, kind, status, embedding, embedding_model) FROM STDIN "
             "WITH (FORMAT BINARY)"
@@ -72,8 +74,7 @@ def main(tmp: Path) -> None:
             copy.set_types(["text", "text", "text", "vector", "text"])
             for i, v in enumerate(vectors):
                 copy.write_row((f"bench/{i}.jpg", "image", "ready", v, encoder.name))
-        conn.execute("CREATE INDEX assets_embedding_hnsw ON assets USING hnsw "
-                     "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+        conn.execute(hnsw_index_sql())
     print(f"loaded {args.rows} rows (COPY, then HNSW build): {time.perf_counter() - t:.1f} s")
 
     labels = [f"label{i}" for i in range(args.labels)]
@@ -128,8 +129,8 @@ def main(tmp: Path) -> None:
           f"{times[0] * 1000:.1f} ms)")
     with connect(settings) as conn:
         hidden = conn.execute(text("SELECT count(*) FROM assets WHERE hidden")).scalar_one()
-        size = conn.execute(text("SELECT pg_size_pretty(pg_relation_size("
-                                 "'assets_embedding_hnsw'))")).scalar_one()
+        size = conn.execute(text("SELECT pg_size_pretty(pg_relation_size(CAST(:n AS regclass)))"),
+                            {"n": EMBEDDING_INDEX}).scalar_one()
     print(f"hidden after apply: {hidden}; HNSW index size now {size}")
     reset_engines()
 

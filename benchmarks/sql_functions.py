@@ -22,6 +22,7 @@ from pgvector.psycopg import register_vector
 from assetdb.config import Settings
 from assetdb.db import embedded, schema
 from assetdb.db.engine import connect
+from assetdb.db.indexes import EMBEDDING_INDEX, hnsw_index_sql
 from assetdb.sqlsurface.vectors import vector_text
 
 
@@ -43,9 +44,8 @@ def main() -> None:
         vectors = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with psycopg.connect(url) as conn, conn.cursor() as cur:
-            index = cur.execute("SELECT pg_get_indexdef('assets_embedding_hnsw'::regclass)"
-                                ).fetchone()[0]
-            cur.execute("DROP INDEX assets_embedding_hnsw")
+            index = hnsw_index_sql()
+            cur.execute(f"DROP INDEX {EMBEDDING_INDEX}")
             t = time.perf_counter()
             with cur.copy("COPY assets (uri, embedding, embedding_model, status) "
                           "FROM STDIN") as copy:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from assetdb.db.indexes import EMBEDDING_INDEX, hnsw_index_sql
 from benchmarks._common import (
     Timer,
     bench_database,
@@ -91,7 +92,7 @@ def load(url: str, data: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, 
 
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
-        conn.execute("DROP INDEX assets_embedding_hnsw")
+        conn.execute(f"DROP INDEX {EMBEDDING_INDEX}")
         with Timer() as t_copy, conn.cursor() as cur:
             with cur.copy(
                 "COPY assets (uri, kind, status, embedding_model, tags, embedding) "
@@ -104,10 +105,7 @@ def load(url: str, data: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, 
         conn.execute("VACUUM ANALYZE assets")
         _build_settings(conn)
         with Timer() as t_build:
-            conn.execute(
-                "CREATE INDEX assets_embedding_hnsw ON assets "
-                "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-            )
+            conn.execute(hnsw_index_sql())
     return {"copy_seconds": round(t_copy.seconds, 2),
             "hnsw_build_seconds": round(t_build.seconds, 2)}
 
@@ -134,10 +132,8 @@ def build_halfvec(url: str) -> dict[str, Any]:
             conn.execute(f"VACUUM ANALYZE {name}")
         _build_settings(conn)
         with Timer() as t:
-            conn.execute(
-                "CREATE INDEX bench_halfvec_hnsw ON bench_halfvec "
-                "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
-            )
+            conn.execute(hnsw_index_sql("bench_halfvec_hnsw", table="bench_halfvec",
+                                        opclass="halfvec_cosine_ops"))
 
         def size(rel: str) -> int:
             return conn.execute("SELECT pg_total_relation_size(%s::regclass)", [rel]).fetchone()[0]
@@ -152,7 +148,7 @@ def build_halfvec(url: str) -> dict[str, Any]:
             "halfvec_table_mb": round(
                 (size("bench_halfvec") - rel_size("bench_halfvec_tags")
                  - rel_size("bench_halfvec_hnsw")) / 2**20, 1),
-            "vector_hnsw_mb": round(rel_size("assets_embedding_hnsw") / 2**20, 1),
+            "vector_hnsw_mb": round(rel_size(EMBEDDING_INDEX) / 2**20, 1),
             "halfvec_hnsw_mb": round(rel_size("bench_halfvec_hnsw") / 2**20, 1),
         }
 
@@ -206,11 +202,8 @@ def hnsw_sweep(url: str, params: list[tuple[int, int]], queries: np.ndarray,
             conn.execute("DROP INDEX IF EXISTS bench_vector_hnsw")
             _build_settings(conn)
             with Timer() as t:
-                conn.execute(
-                    "CREATE INDEX bench_vector_hnsw ON bench_vector USING hnsw "
-                    f"(embedding vector_cosine_ops) WITH (m = {int(m)}, "
-                    f"ef_construction = {int(efc)})"
-                )
+                conn.execute(hnsw_index_sql("bench_vector_hnsw", table="bench_vector",
+                                            m=m, ef_construction=efc))
             mb = conn.execute("SELECT pg_relation_size('bench_vector_hnsw')").fetchone()[0]
             for ef in (40, 100):
                 run = raw_runner(conn, "bench_vector", "vector", None, ef, id_of_row)

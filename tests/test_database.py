@@ -72,7 +72,7 @@ def test_init_twice_is_harmless_and_records_model(settings, tiny_model_dir):
         meta = schema.read_meta(conn)
         assert conn.execute(text("SELECT count(*) FROM assets")).scalar_one() == 1
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert meta == {"model": str(tiny_model_dir), "dimension": "32"}
+    assert meta == {"model": str(tiny_model_dir), "dimension": "32", "hnsw_ef_search": "100"}
     from alembic.script import ScriptDirectory
 
     assert version == ScriptDirectory.from_config(schema.alembic_config()).get_current_head()

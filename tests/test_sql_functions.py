@@ -1,4 +1,4 @@
-"""The SQL functions of migration 0003, against the real embedded PostgreSQL: the product's
+"""The SQL functions of migration 0002, against the real embedded PostgreSQL: the product's
 search rules, exact results on small sets, and the HNSW plan inside the functions."""
 
 from __future__ import annotations

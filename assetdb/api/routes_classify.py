@@ -55,5 +55,4 @@ def classify(
     template_list = check_templates(templates or DEFAULT_TEMPLATES, max_count=API_MAX_TEMPLATES)
     image = read_image_upload(request, file, encoder.image_size)
     ranked = classify_image(encoder, image, label_list, template_list)
-    return Classification(labels=[LabelScore(label=label, probability=p) for label, p in ranked],
-                          model=encoder.name)
+    return Classification(labels=[LabelScore(**r) for r in ranked], model=encoder.name)

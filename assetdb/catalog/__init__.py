@@ -1,1 +1,2 @@
-"""One asset at a time: its detail, its original file, its thumbnail, browsing and edits."""
+"""One asset at a time: its detail, its original file, its thumbnail, browsing and edits;
+and counts over the whole catalogue."""

@@ -1,12 +1,20 @@
-"""Classify one image (an upload) against labels: zero-shot, no database."""
+"""Classify one image (a file or an upload) against labels: zero-shot, no database."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from assetdb.classify.zeroshot import DEFAULT_TEMPLATES, probabilities, text_prototypes
+from assetdb.classify.zeroshot import (
+    DEFAULT_TEMPLATES,
+    check_labels,
+    check_templates,
+    probabilities,
+    text_prototypes,
+)
 from assetdb.embedding.encoder import Encoder
 
 
@@ -15,10 +23,11 @@ def classify_image(
     image: Image.Image,
     labels: Sequence[str],
     templates: Sequence[str] = DEFAULT_TEMPLATES,
-) -> list[tuple[str, float]]:
-    """(label, probability) pairs, most likely first; probabilities sum to 1."""
+) -> list[dict[str, Any]]:
+    """{label, probability} for every label, most likely first (ties keep the labels'
+    order); probabilities sum to 1. Stores nothing."""
+    labels, templates = check_labels(labels), check_templates(templates)
     prototypes = text_prototypes(encoder, labels, templates)
-    clean = [label.strip() for label in labels if label.strip()]
     probs = probabilities(encoder.encode_images([image]), prototypes, encoder.scoring)[0]
-    ranked = sorted(zip(clean, probs.tolist(), strict=True), key=lambda p: -p[1])
-    return [(label, round(float(p), 6)) for label, p in ranked]
+    order = np.argsort(-probs, kind="stable")
+    return [{"label": labels[i], "probability": round(float(probs[i]), 6)} for i in order]

@@ -16,7 +16,6 @@ only records the flag; `hide` also hides the asset from search and similar.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from assetdb import names
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import AssetdbError
 
 ACTIONS = ("flag", "hide")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POLICY_KEYS = {"name", "description", "rules"}
 _RULE_KEYS = {"name", "texts", "counter_texts", "threshold", "action"}
 
@@ -39,12 +38,7 @@ class PolicyError(AssetdbError):
 
 
 def check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise PolicyError(
-            f"{what} {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a "
-            "letter or digit"
-        )
-    return name
+    return names.check_name(name, what, error=PolicyError)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from assetdb.classify import store
+from assetdb.classify.one_image import classify_image
 from assetdb.classify.policy import (
     Policy,
     PolicyError,
@@ -71,13 +72,11 @@ def classify_file(
     encoder: Encoder, path: Path, labels: Sequence[str],
     templates: Sequence[str] = DEFAULT_TEMPLATES,
 ) -> list[dict[str, Any]]:
-    """Probabilities of every label for one image file, highest first; stores nothing."""
+    """Probabilities of every label for one image file, highest first; stores nothing.
+    Labels and templates are checked before the image is read."""
     labels, templates = check_labels(labels), check_templates(templates)
-    prototypes = text_prototypes(encoder, labels, templates)
     image = load_image(Path(path).expanduser(), encoder.image_size)
-    probs = probabilities(encoder.encode_images([image]), prototypes, encoder.scoring)[0]
-    order = np.argsort(-probs, kind="stable")
-    return [{"label": labels[i], "probability": round(float(probs[i]), 6)} for i in order]
+    return classify_image(encoder, image, labels, templates)
 
 
 @dataclass

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pgvector import Vector
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, func, select, text
 
@@ -17,6 +16,7 @@ from assetdb.classify.policy import Policy, PolicyError, check_name, parse_polic
 from assetdb.classify.zeroshot import check_labels, check_templates
 from assetdb.db.classify_models import LabelSet, ModerationPolicy
 from assetdb.db.models import Asset
+from assetdb.db.vectors import from_binary
 from assetdb.search.filters import Filters
 from assetdb.search.query import where_clauses
 
@@ -175,7 +175,7 @@ def iter_vectors(
         ).all()
         if not rows:
             return
-        vectors = np.stack([Vector.from_binary(r.raw).to_numpy() for r in rows])
+        vectors = np.stack([from_binary(r.raw) for r in rows])
         yield [r.id for r in rows], [r.uri for r in rows], vectors.astype(np.float32)
         last = rows[-1].id
 

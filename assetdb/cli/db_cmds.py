@@ -36,7 +36,7 @@ def init(as_json: bool) -> None:
             else:
                 encoder = load_model(settings)
                 model, dim = encoder.name, encoder.dimension
-            meta = schema.upgrade(conn, model, dim)
+            meta = schema.upgrade(conn, model, dim, settings.hnsw_ef_search)
             reader = roles.ensure_reader(conn, settings)
     except BaseException:
         if started:  # a failed init leaves no server of its own behind
@@ -141,32 +141,9 @@ def stats(as_json: bool) -> None:
     Example:
       assetdb stats --json | jq .by_status
     """
-    from sqlalchemy import text
+    from assetdb.catalog.stats import catalogue_stats
 
-    from assetdb.db import schema
-    from assetdb.db.engine import connect, libpq_url, redact
-
-    settings = get_settings()
-    with connect(settings) as conn:
-        meta = schema.require_meta(conn)
-
-        def grouped(column: str) -> dict[str, int]:
-            rows = conn.execute(text(
-                f"SELECT COALESCE({column}, '(none)') AS k, count(*) FROM assets "  # noqa: S608
-                "GROUP BY 1 ORDER BY 2 DESC"
-            )).all()
-            return {k: n for k, n in rows}
-
-        data = {
-            "database": redact(libpq_url(settings)),
-            "model": meta["model"],
-            "dimension": int(meta["dimension"]),
-            "configured_model": settings.model if settings.model_is_explicit else None,
-            "total": conn.execute(text("SELECT count(*) FROM assets")).scalar_one(),
-            "by_status": grouped("status"),
-            "by_kind": grouped("kind"),
-            "by_model": grouped("embedding_model"),
-        }
+    data = catalogue_stats(get_settings())
     if as_json:
         print_json(data)
         return

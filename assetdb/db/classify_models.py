@@ -1,4 +1,4 @@
-"""Typed models of the classification tables (migration 0004): per-asset results, saved
+"""Typed models of the classification tables (migration 0003): per-asset results, saved
 label sets and stored moderation policies."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Typed model of the concepts table (migration 0003)."""
+"""Typed model of the concepts table (migration 0002)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy import BigInteger, DateTime, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from assetdb.db.models import Base, NumpyVector
+from assetdb.db.models import Base
+from assetdb.db.vectors import NumpyVector
 
 
 class Concept(Base):

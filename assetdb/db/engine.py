@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from assetdb.config import Settings, env_float
+from assetdb.db.vectors import register_numpy_vectors
 from assetdb.errors import DatabaseError, DatabaseUnavailable
 
 T = TypeVar("T")
@@ -62,32 +63,6 @@ def _engine(url: str) -> Engine:
 
     _ENGINES[url] = engine
     return engine
-
-
-def register_numpy_vectors(dbapi_conn) -> None:  # noqa: ANN001 - a psycopg connection
-    """numpy arrays bind as `vector`, and `vector` values load as float32 numpy arrays.
-
-    Before `assetdb init` the extension may not exist yet: then nothing is registered.
-    """
-    from pgvector.psycopg.vector import VectorBinaryLoader, VectorLoader, register_vector_info
-    from psycopg.types import TypeInfo
-
-    info = TypeInfo.fetch(dbapi_conn, "vector")
-    dbapi_conn.rollback()  # leave no transaction open on the fresh connection
-    if info is None:
-        return
-    register_vector_info(dbapi_conn, info)
-
-    class NumpyLoader(VectorLoader):
-        def load(self, data):  # noqa: ANN001, ANN201
-            return super().load(data).to_numpy()
-
-    class NumpyBinaryLoader(VectorBinaryLoader):
-        def load(self, data):  # noqa: ANN001, ANN201
-            return super().load(data).to_numpy()
-
-    dbapi_conn.adapters.register_loader(info.oid, NumpyLoader)
-    dbapi_conn.adapters.register_loader(info.oid, NumpyBinaryLoader)
 
 
 def get_engine(settings: Settings) -> Engine:

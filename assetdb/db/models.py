@@ -1,39 +1,20 @@
-"""Typed SQLAlchemy 2 models. The schema itself is owned by the Alembic migrations."""
+"""Typed SQLAlchemy 2 models of assets and assetdb_meta (migration 0001). The schema
+itself is owned by the Alembic migrations."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from assetdb.db.vectors import NumpyVector
+
 
 class Base(DeclarativeBase):
     pass
-
-
-class NumpyVector(Vector):
-    """pgvector's column type, loading values as float32 numpy arrays.
-
-    The connection already loads `vector` values as numpy (assetdb.db.engine); this keeps
-    SQLAlchemy's result processing from parsing them a second time as text.
-    """
-
-    cache_ok = True
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        parent = super().result_processor(dialect, coltype)
-
-        def process(value: Any) -> Any:
-            if value is None or isinstance(value, np.ndarray):
-                return value
-            return np.asarray(parent(value), dtype=np.float32)
-
-        return process
 
 
 class Asset(Base):
@@ -67,7 +48,8 @@ class Asset(Base):
 
 
 class Meta(Base):
-    """Key/value facts about the database: the model and dimension it was initialised with."""
+    """Key/value facts about the database: the model and dimension it was initialised with,
+    and the search breadth `assetdb init` last recorded (hnsw_ef_search)."""
 
     __tablename__ = "assetdb_meta"
 

@@ -7,6 +7,12 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
+from assetdb.db.indexes import (
+    DEFAULT_EF_SEARCH,
+    EF_SEARCH_MAX,
+    EF_SEARCH_META_KEY,
+    SEARCH_FUNCTIONS,
+)
 from assetdb.errors import DatabaseError, ModelError, ModelSwitched
 
 # The migrations ship inside the package (a wheel install needs no checkout); the
@@ -31,20 +37,55 @@ def alembic_config(connection: Connection | None = None, dim: int | None = None)
     return cfg
 
 
-def upgrade(conn: Connection, model: str, dim: int) -> dict[str, str]:
-    """Create the extension, run migrations and record model and dimension. Idempotent."""
+def upgrade(conn: Connection, model: str, dim: int,
+            ef_search: int = DEFAULT_EF_SEARCH) -> dict[str, str]:
+    """Create the extension, run migrations, record model and dimension (first run) and
+    the search breadth (every run). Idempotent."""
     from alembic import command
 
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
     command.upgrade(alembic_config(conn, dim), "head")
-    meta = read_meta(conn)
-    if not meta:
+    if not read_meta(conn):
         conn.execute(
             text("INSERT INTO assetdb_meta (key, value) VALUES ('model', :m), ('dimension', :d)"),
             {"m": model, "d": str(dim)},
         )
-        meta = {"model": model, "dimension": str(dim)}
-    return meta
+    record_ef_search(conn, ef_search)
+    return read_meta(conn)
+
+
+def record_ef_search(conn: Connection, ef_search: int) -> int:
+    """Store ASSETDB_HNSW_EF_SEARCH in assetdb_meta and give it to the SQL search
+    functions, which analysts call without the application's settings.
+
+    The functions carry it as their own `SET hnsw.ef_search` clause rather than reading
+    the table at each call: setting a parameter inside a function (set_config) would make
+    them parallel-unsafe, and every query that calls them would lose parallel plans. A
+    migration that recreates them resets the clause; init runs this after migrating.
+
+    Writes only what changed. A login that does not own the functions (another login
+    migrated them) leaves them, and the recorded value, as they are. Returns the value
+    the functions use."""
+    value = min(max(int(ef_search), 1), EF_SEARCH_MAX)
+    rows = conn.execute(text(
+        "SELECT p.oid::regprocedure::text AS signature, "
+        "pg_has_role(p.proowner, 'USAGE') AS owned, "
+        "(SELECT split_part(c, '=', 2) FROM unnest(p.proconfig) c "
+        " WHERE c LIKE 'hnsw.ef_search=%') AS current "
+        "FROM pg_proc p WHERE p.oid = ANY(CAST(:s AS regprocedure[]))"
+    ), {"s": list(SEARCH_FUNCTIONS)}).all()
+    stale = [r for r in rows if r.current != str(value)]
+    if any(not r.owned for r in stale):
+        value = int(stale[0].current or DEFAULT_EF_SEARCH)
+        stale = []
+    for r in stale:  # signatures as pg_proc prints them; DDL takes no bind parameters
+        conn.execute(text(f"ALTER FUNCTION {r.signature} SET hnsw.ef_search = {value}"))
+    if read_meta(conn).get(EF_SEARCH_META_KEY) != str(value):
+        conn.execute(text(
+            "INSERT INTO assetdb_meta (key, value) VALUES (:k, :v) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ), {"k": EF_SEARCH_META_KEY, "v": str(value)})
+    return value
 
 
 def is_initialised(conn: Connection) -> bool:

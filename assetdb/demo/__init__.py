@@ -1,5 +1,5 @@
 """The offline demo: a generated shapes domain and a small CLIP trained on it."""
 
-from pathlib import Path
+from assetdb.shipped import DEMO_MODEL_DIR as MODEL_DIR
 
-MODEL_DIR = Path(__file__).resolve().parent / "model"
+__all__ = ["MODEL_DIR"]

@@ -98,7 +98,7 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
             raise AssetdbError(
                 f"the demo database in {settings.home} was made with the model "
                 f"{meta['model']!r}; run the demo with another --home")
-        schema.upgrade(conn, encoder.name, encoder.dimension)
+        schema.upgrade(conn, encoder.name, encoder.dimension, settings.hnsw_ef_search)
         from assetdb.db.roles import ensure_reader
 
         ensure_reader(conn, settings)  # `assetdb sql` and analysts' psql, as after init

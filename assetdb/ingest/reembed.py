@@ -40,6 +40,7 @@ from sqlalchemy.exc import OperationalError
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect, get_engine
+from assetdb.db.indexes import EMBEDDING_INDEX, MODEL_INDEX, hnsw_index_sql
 from assetdb.db.models import Asset
 from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.encoder import Encoder
@@ -315,9 +316,9 @@ def _build_shadow_indexes(settings: Settings, job_id: int) -> None:
     with connect(settings) as conn:
         check_job(conn, job_id)
     statements = {
-        SHADOW_INDEX: "CREATE INDEX CONCURRENTLY {name} ON assets USING hnsw "
-                      "(embedding_next vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-        SHADOW_MODEL_INDEX: "CREATE INDEX CONCURRENTLY {name} ON assets (embedding_next_model)",
+        SHADOW_INDEX: hnsw_index_sql(SHADOW_INDEX, column="embedding_next", concurrently=True),
+        SHADOW_MODEL_INDEX: f"CREATE INDEX CONCURRENTLY {SHADOW_MODEL_INDEX} ON assets "
+                            "(embedding_next_model)",
     }
     engine = get_engine(settings)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -326,7 +327,7 @@ def _build_shadow_indexes(settings: Settings, job_id: int) -> None:
             if valid is False:
                 conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
             if valid is not True:
-                conn.execute(text(ddl.format(name=name)))
+                conn.execute(text(ddl))
     with connect(settings) as conn:
         check_job(conn, job_id)
 
@@ -350,9 +351,8 @@ def _swap(settings: Settings, encoder: Encoder, job_id: int) -> bool:
                          ("embedding_next_model", "embedding_model"),
                          ("embedding_next_at", "embedded_at")):
             conn.execute(text(f"ALTER TABLE assets RENAME COLUMN {old} TO {new}"))
-        conn.execute(text(f"ALTER INDEX {SHADOW_INDEX} RENAME TO assets_embedding_hnsw"))
-        conn.execute(text(f"ALTER INDEX {SHADOW_MODEL_INDEX} RENAME TO "
-                          "assets_embedding_model_idx"))
+        conn.execute(text(f"ALTER INDEX {SHADOW_INDEX} RENAME TO {EMBEDDING_INDEX}"))
+        conn.execute(text(f"ALTER INDEX {SHADOW_MODEL_INDEX} RENAME TO {MODEL_INDEX}"))
         conn.execute(text(
             "UPDATE assets SET status = 'failed', attempts = attempts + 1, updated_at = now() "
             "WHERE status = 'ready' AND embedding IS NULL"

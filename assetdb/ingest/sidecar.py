@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from assetdb.errors import SidecarError
+from assetdb.text_values import parse_scalar, parse_time
 
 PATH_KEYS = ("image_path", "path", "file", "filename", "file_name", "uri", "image")
 TITLE_KEYS = ("title", "name")
@@ -31,40 +32,13 @@ class SidecarEntry:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_scalar(raw: str) -> Any:
-    """'42' -> 42, '1.5' -> 1.5, 'true' -> True, '"7"' -> '7', 'red' -> 'red'.
-
-    Used for CSV cells and for `key=value` filters alike, so that the two agree.
-    Strings with leading zeros ('00123') stay strings: they are codes, not numbers.
-    """
-    text = raw.strip()
-    if text in ("true", "false", "null") or (text.startswith('"') and text.endswith('"')):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return raw
+def parse_datetime(raw: Any, where: str) -> datetime | None:  # noqa: ANN401
     try:
-        number = int(text)
-        return number if str(number) == text.lstrip("+") else raw
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-        return value if text.lower() not in ("nan", "inf", "-inf", "infinity") else raw
-    except ValueError:
-        return raw
-
-
-def parse_datetime(raw: Any, where: str) -> datetime | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
+        return parse_time(raw)
     except ValueError:
         raise SidecarError(
             f"{where}: cannot read date {raw!r} (use ISO 8601, e.g. 2024-05-01)"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _tags(raw: Any, where: str) -> list[str]:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from assetdb.errors import FilterError
-from assetdb.ingest.sidecar import parse_scalar
 from assetdb.kinds.registry import KIND_NAMES
+from assetdb.text_values import parse_scalar, parse_when
 
 KINDS = KIND_NAMES  # the registered kinds' names, read at each use (assetdb.kinds)
 
@@ -48,19 +48,6 @@ def parse_metadata(pairs: Iterable[str]) -> dict[str, Any]:
             raise FilterError(f"metadata filter {pair!r} must look like key=value")
         out[key.strip()] = parse_scalar(value)
     return out
-
-
-def parse_when(raw: str | None, name: str) -> datetime | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise FilterError(
-            f"{name}: cannot read {raw!r} as a date (use ISO 8601: 2024-05-01 or "
-            "2024-05-01T12:00)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def build_filters(

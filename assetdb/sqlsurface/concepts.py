@@ -7,7 +7,6 @@ and the SQL functions ignore concepts of any other model than the database's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from assetdb import names
 from assetdb.classify.zeroshot import check_templates, text_prototypes
 from assetdb.config import Settings
 from assetdb.db import schema
@@ -26,7 +26,6 @@ from assetdb.embedding.encoder import Encoder
 from assetdb.errors import AssetdbError
 
 C = Concept.__table__.c
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 @dataclass
@@ -44,13 +43,8 @@ class ConceptInfo:
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise AssetdbError(
-            f"concept name {name!r} must be 1-64 letters, digits, '_', '.', ':' or '-', "
-            "starting with a letter or digit (it is quoted in SQL: "
-            "assetdb_concept_search('red-sneakers', 10))"
-        )
-    return name
+    return names.check_name(name, "concept name", colon=True, hint=(
+        " (it is quoted in SQL: assetdb_concept_search('red-sneakers', 10))"))
 
 
 def concept_vector(encoder: Encoder, text: str, templates: Sequence[str] = ()) -> np.ndarray:

@@ -17,12 +17,12 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from pgvector import Vector
 from psycopg import errors as pg_errors
 
 from assetdb.config import Settings
 from assetdb.db.dsn import scrub
 from assetdb.db.roles import reader_conninfo, refuse_powerful
+from assetdb.db.vectors import register_list_vectors
 from assetdb.errors import AssetdbError, DatabaseError
 
 
@@ -57,12 +57,7 @@ def _connect(settings: Settings) -> psycopg.Connection:
     except psycopg.OperationalError as exc:
         reason = scrub(_first_line(exc), conninfo, settings.database_url)
         raise DatabaseError(f"cannot connect as the read-only role: {reason}") from None
-    try:
-        from pgvector.psycopg import register_vector
-
-        register_vector(conn)  # vectors come back as numpy arrays
-    except psycopg.ProgrammingError:  # no extension yet: vectors stay text
-        conn.rollback()
+    register_list_vectors(conn)  # before `assetdb init`, vectors stay text
     return conn
 
 
@@ -102,13 +97,7 @@ def run_readonly(
             conn.rollback()
     truncated = max_rows > 0 and len(rows) > max_rows
     rows = rows[:max_rows] if truncated else rows
-    return QueryResult(columns=columns, rows=[tuple(_plain(v) for v in r) for r in rows],
-                       truncated=truncated)
-
-
-def _plain(value: Any) -> Any:
-    # pgvector's psycopg loader gives Vector objects; analysts get plain float lists.
-    return value.to_list() if isinstance(value, Vector) else value
+    return QueryResult(columns=columns, rows=[tuple(r) for r in rows], truncated=truncated)
 
 
 def _first_line(exc: psycopg.Error) -> str:

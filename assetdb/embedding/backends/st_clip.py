@@ -54,11 +54,11 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def offline_advice() -> str:
-    from assetdb.demo import MODEL_DIR
+    from assetdb.shipped import DEMO_MODEL_DIR
 
     return ("try `assetdb demo` (offline, with the small model shipped in the package), or "
             "set ASSETDB_MODEL to a local directory, e.g. the shipped demo model: "
-            f"ASSETDB_MODEL={MODEL_DIR}")
+            f"ASSETDB_MODEL={DEMO_MODEL_DIR}")
 
 
 class SentenceTransformerClip:

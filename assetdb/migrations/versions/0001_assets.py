@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from alembic import context, op
 
+from assetdb.db.indexes import hnsw_index_sql
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -68,10 +70,7 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute(
-        "CREATE INDEX assets_embedding_hnsw ON assets "
-        "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-    )
+    op.execute(hnsw_index_sql())  # assets_embedding_hnsw, m = 16, ef_construction = 64
     op.execute("CREATE INDEX assets_tags_gin ON assets USING gin (tags)")
     op.execute("CREATE INDEX assets_metadata_gin ON assets USING gin (metadata jsonb_path_ops)")
     for column in ("sha256", "kind", "status", "embedding_model", "captured_at", "created_at"):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from assetdb.db.indexes import DEFAULT_EF_SEARCH
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -42,10 +44,11 @@ _NEAREST = """
 """
 
 # Search settings for every call; relaxed_order lets the scan go on past filtered-out
-# rows, and ef_search 100 matches the application's default breadth.
-_SETTINGS = """
+# rows, and ef_search starts at the application's default breadth (`assetdb init` then
+# sets ASSETDB_HNSW_EF_SEARCH's value: assetdb.db.schema.record_ef_search).
+_SETTINGS = f"""
     SET hnsw.iterative_scan = relaxed_order
-    SET hnsw.ef_search = 100
+    SET hnsw.ef_search = {DEFAULT_EF_SEARCH}
 """
 
 _FUNCTIONS = [
