@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from assetdb.cli.common import (
+    FilteredCommand,
     catalogue_meta,
     filter_options,
     filters_from,
@@ -52,7 +53,7 @@ def _histogram_lines(entry: dict[str, Any], width: int = 40) -> list[str]:
     return lines
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.option("--policy", "policy_values", multiple=True, metavar="FILE|NAME",
               help="A policy file (.toml, .yaml) or the name of a stored policy. "
                    "Repeatable. Default: every enabled stored policy.")

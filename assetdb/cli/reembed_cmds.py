@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from assetdb.cli.common import (
+    FilteredCommand,
     catalogue_meta,
     filter_options,
     filters_from,
@@ -15,7 +16,7 @@ from assetdb.cli.common import (
 from assetdb.cli.output import LazyProgress, print_json
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.option("--model", metavar="MODEL",
               help="The model to move to: a sentence-transformers CLIP name or a local "
                    "directory, of any dimension. Default: the database's own model "
