@@ -180,7 +180,7 @@ def labels_add(name: str, labels_opt: tuple[str, ...], label_file: Path | None,
 
     \b
     Example:
-      assetdb labels add animals --labels cat,dog,bird --field animal
+      assetdb labels add colours --labels red,green,blue --field colour
     """
     from assetdb.classify import service
 
@@ -223,7 +223,7 @@ def labels_rm(name: str) -> None:
 
     \b
     Example:
-      assetdb labels rm animals
+      assetdb labels rm colours
     """
     from assetdb.classify import service
 
