@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,134 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return env_number(name, default, minimum, float)
 
 
+def env_flag(name: str) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
+def _text(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+# --- every setting, declared once ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, default, help and how it is read.
+
+    `read(name, default)` returns the value (the default when unset); `default` may be a
+    function (a default that depends on the machine). `doc_default` is how the README's
+    configuration table states the default, when it is not simply the value in backticks
+    (a test holds the two together)."""
+
+    name: str
+    default: Any
+    help: str
+    read: Callable[[str, Any], Any]
+    doc_default: str = ""
+
+    def value(self) -> Any:  # noqa: ANN401
+        default = self.default() if callable(self.default) else self.default
+        return self.read(self.name, default)
+
+    def documented_default(self) -> str:
+        if self.doc_default:
+            return self.doc_default
+        default = self.default
+        if isinstance(default, bool):
+            return f"`{int(default)}`"
+        if isinstance(default, float):
+            return f"`{default:g}`"
+        return f"`{default}`"
+
+
+def _text_or(name: str, default: Any) -> Any:  # noqa: ANN401
+    return os.environ.get(name) or default
+
+
+def _int(minimum: int) -> Callable[[str, Any], int]:
+    return lambda name, default: env_int(name, default, minimum)
+
+
+def _float(minimum: float) -> Callable[[str, Any], float]:
+    return lambda name, default: env_float(name, default, minimum)
+
+
+def _flag(name: str, default: Any) -> bool:  # noqa: ANN401
+    return env_flag(name) if os.environ.get(name) else bool(default)
+
+
+def _default_decode_workers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ASSETDB_DATABASE_URL", None, "any PostgreSQL 14+ with pgvector 0.8+; unset: "
+            "the embedded server", _text_or, "unset: embedded server"),
+    Setting("ASSETDB_READONLY_DATABASE_URL", None, "the login `assetdb sql` uses; unset: the "
+            "read-only role `init` creates", _text_or, "unset: the role `init` creates"),
+    Setting("ASSETDB_HOME", None, "where the embedded server keeps its data and password "
+            "files", _text_or, "`~/.local/share/assetdb` (root: `/var/lib/assetdb`)"),
+    Setting("ASSETDB_MODEL", DEFAULT_MODEL, "a sentence-transformers CLIP model name, or a "
+            "local model directory", _text_or),
+    Setting("ASSETDB_DEVICE", None, "torch device for the model", _text_or,
+            "`cuda` if available, else `cpu`"),
+    Setting("ASSETDB_BATCH_SIZE", 32, "images per model batch", _int(1)),
+    Setting("ASSETDB_DECODE_WORKERS", _default_decode_workers, "threads that decode images "
+            "while the model runs", _int(1), "number of CPUs (at least 2)"),
+    Setting("ASSETDB_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, "largest image (width x "
+            "height) decoded", _int(1)),
+    # Below this many matching rows a filtered search scans them exactly instead of
+    # walking the HNSW graph: exact, and cheaper at that size.
+    Setting("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000, "filtered searches matching at most "
+            "this many rows scan them exactly", _int(0)),
+    Setting("ASSETDB_HNSW_EF_SEARCH", 100, "HNSW search breadth (hnsw.ef_search)", _int(1)),
+    # The API's own (assetdb serve); defaults live with their reasons in api/config.py.
+    Setting("ASSETDB_API_TOKEN", None, "the token for writes (and every request with "
+            "ASSETDB_API_PROTECT_READS)", _text_or, "unset"),
+    Setting("ASSETDB_API_PROTECT_READS", False, "1: every request needs the token", _flag),
+    Setting("ASSETDB_API_ALLOWED_HOSTS", None, "extra Host names the server answers for, "
+            "comma-separated", _text_or, "unset"),
+    Setting("ASSETDB_API_MAX_UPLOAD_MB", 20, "largest upload, in MB", _int(1)),
+    Setting("ASSETDB_API_MAX_UPLOAD_PIXELS", 40_000_000, "largest uploaded image, in pixels",
+            _int(1)),
+    Setting("ASSETDB_API_MAX_RESULTS", 500, "the most results one search returns over all "
+            "its pages", _int(1)),
+    Setting("ASSETDB_API_BUSY_TIMEOUT", 5.0, "seconds a request waits for the model before "
+            "a 503", _float(0.0)),
+    # Workers (assetdb worker); read by ingest/worker.py and db/engine.py.
+    Setting("ASSETDB_LEASE_SECONDS", 600.0, "how long a claimed batch is reserved for its "
+            "worker", _float(0.1)),
+    Setting("ASSETDB_MAX_ATTEMPTS", 3, "claims per row before it stays failed", _int(1)),
+    Setting("ASSETDB_RETRY_DELAY", 30.0, "seconds before a row that failed to embed is "
+            "tried again", _float(0.0)),
+    Setting("ASSETDB_POLL_SECONDS", 2.0, "how often an idle worker looks for new rows",
+            _float(0.01)),
+    Setting("ASSETDB_DB_RETRY_SECONDS", 30.0, "how long a worker waits for a database that "
+            "went away", _float(0.0)),
+)
+
+
+def setting(name: str) -> Setting:
+    for s in SETTINGS:
+        if s.name == name:
+            return s
+    raise KeyError(f"no setting {name}")
+
+
+def read_setting(name: str) -> Any:  # noqa: ANN401
+    """The value of setting `name` from the environment (its default when unset)."""
+    return setting(name).value()
+
+
 def max_image_pixels() -> int:
     """ASSETDB_MAX_IMAGE_PIXELS: the largest image (width x height) that is decoded."""
-    return env_int("ASSETDB_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1)
+    return read_setting("ASSETDB_MAX_IMAGE_PIXELS")
 
 
 @dataclass(frozen=True)
@@ -72,20 +198,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        home = Path(os.environ.get("ASSETDB_HOME") or _default_home()).expanduser()
+        home = Path(read_setting("ASSETDB_HOME") or _default_home()).expanduser()
         return cls(
-            database_url=os.environ.get("ASSETDB_DATABASE_URL") or None,
-            readonly_database_url=os.environ.get("ASSETDB_READONLY_DATABASE_URL") or None,
+            database_url=read_setting("ASSETDB_DATABASE_URL"),
+            readonly_database_url=read_setting("ASSETDB_READONLY_DATABASE_URL"),
             home=home,
-            model=os.environ.get("ASSETDB_MODEL") or DEFAULT_MODEL,
+            model=read_setting("ASSETDB_MODEL"),
             model_is_explicit=bool(os.environ.get("ASSETDB_MODEL")),
-            device=os.environ.get("ASSETDB_DEVICE") or None,
-            batch_size=env_int("ASSETDB_BATCH_SIZE", 32, minimum=1),
-            decode_workers=env_int("ASSETDB_DECODE_WORKERS", max(2, os.cpu_count() or 2), 1),
-            # Below this many matching rows a filtered search scans them exactly
-            # instead of walking the HNSW graph: exact, and cheaper at that size.
-            exact_search_max_rows=env_int("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000),
-            hnsw_ef_search=env_int("ASSETDB_HNSW_EF_SEARCH", 100, minimum=1),
+            device=read_setting("ASSETDB_DEVICE"),
+            batch_size=read_setting("ASSETDB_BATCH_SIZE"),
+            decode_workers=read_setting("ASSETDB_DECODE_WORKERS"),
+            exact_search_max_rows=read_setting("ASSETDB_EXACT_SEARCH_MAX_ROWS"),
+            hnsw_ef_search=read_setting("ASSETDB_HNSW_EF_SEARCH"),
             max_image_pixels=max_image_pixels(),
         )
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from assetdb.config import Settings
 from assetdb.db.engine import connect
 from assetdb.errors import FilterError
-from assetdb.search.filters import build_filters
+from assetdb.search.filters import build_filters, check_min_similarity
 from assetdb.search.query import explain
 from assetdb.search.service import search_vector, similar_to_asset
 from tests.conftest import run_cli
@@ -77,14 +77,14 @@ def test_one_percent_filter_returns_exactly_k_in_exact_order(five_thousand):
     mask = np.array([i % 100 == 7 for i in range(5000)])  # 50 rows = 1%
     for _ in range(5):
         q = unit(rng, 1)[0]
-        hits = search_vector(settings, q, k=10, filters=build_filters(tags=["rare"]))
+        hits = search_vector(settings, q, k=10, filters=build_filters(tag=["rare"]))
         expected = [ids[i] for i in exact_order(vectors, q, mask)[:10]]
         assert [h.id for h in hits] == expected
         np.testing.assert_allclose([h.similarity for h in hits],
                                    [float(vectors[ids.index(i)] @ q) for i in expected],
                                    atol=1e-5)
     # asking for more than match: all 50, never more
-    hits = search_vector(settings, q, k=80, filters=build_filters(tags=["rare"]))
+    hits = search_vector(settings, q, k=80, filters=build_filters(tag=["rare"]))
     assert len(hits) == 50
 
 
@@ -96,7 +96,7 @@ def test_hnsw_plan_with_iterative_scan_returns_k_rows(five_thousand, monkeypatch
     recall = []
     for _ in range(5):
         q = unit(rng, 1)[0]
-        hits = search_vector(hnsw_settings, q, k=10, filters=build_filters(tags=["rare"]))
+        hits = search_vector(hnsw_settings, q, k=10, filters=build_filters(tag=["rare"]))
         assert len(hits) == 10  # pgvector's iterative scan keeps going past filtered rows
         sims = [h.similarity for h in hits]
         assert sims == sorted(sims, reverse=True)
@@ -127,16 +127,17 @@ def test_every_filter(initialised):
     )
     q = unit(rng, 1)[0]
 
-    def got(**kw) -> set[int]:
-        hits = search_vector(initialised, q, k=100, filters=build_filters(**kw))
+    def got(min_similarity: float | None = None, **kw) -> set[int]:
+        hits = search_vector(initialised, q, k=100, filters=build_filters(**kw),
+                             min_similarity=min_similarity)  # a search option, not a filter
         return {ids.index(h.id) for h in hits}
 
     everything = set(range(40))
     assert got() == everything
     assert got(kinds=["animation"]) == {i for i in everything if i % 4 == 0}
-    assert got(tags=["red", "car"]) == {i for i in everything if i % 6 == 0}
-    assert got(tags=["red,car"]) == {i for i in everything if i % 6 == 0}
-    assert got(any_tags=["car", "sale"]) == {i for i in everything if i % 3 == 0 or i % 5 == 0}
+    assert got(tag=["red", "car"]) == {i for i in everything if i % 6 == 0}
+    assert got(tag=["red,car"]) == {i for i in everything if i % 6 == 0}
+    assert got(any_tag=["car", "sale"]) == {i for i in everything if i % 3 == 0 or i % 5 == 0}
     assert got(metadata=["brand=zeta"]) == set(range(20, 40))
     assert got(metadata=["brand=acme", "n=7"]) == {7}
     assert got(metadata=["code=007"]) == {7}  # leading zeros: a string, as stored
@@ -148,7 +149,7 @@ def test_every_filter(initialised):
     cut = (ordered[29] + ordered[30]) / 2  # between two stored values: no rounding ties
     assert got(min_similarity=cut) == {i for i, s in sims.items() if s >= cut}
     assert len(got(min_similarity=cut)) == 10
-    assert got(kinds=["image"], tags=["red"], metadata=["brand=acme"]) == {
+    assert got(kinds=["image"], tag=["red"], metadata=["brand=acme"]) == {
         i for i in range(20) if i % 2 == 0 and i % 4 != 0}
 
 
@@ -167,11 +168,17 @@ def test_hidden_assets_are_left_out_unless_asked(initialised):
     ({"kinds": ["video"]}, "unknown kind 'video'"),
     ({"captured_after": "last tuesday"}, "cannot read 'last tuesday' as a date"),
     ({"created_after": "2024-05-01", "created_before": "2024-01-01"}, "date range is empty"),
-    ({"min_similarity": 2.0}, "between -1 and 1"),
 ])
 def test_malformed_filters_are_clear_errors(kwargs, message):
     with pytest.raises(FilterError, match=message):
         build_filters(**kwargs)
+
+
+def test_min_similarity_out_of_range_is_a_clear_error(initialised):
+    with pytest.raises(FilterError, match="between -1 and 1"):
+        check_min_similarity(2.0)
+    with pytest.raises(FilterError, match="between -1 and 1"):
+        search_vector(initialised, np.ones(4, np.float32), min_similarity=2.0)
 
 
 def test_similar_by_id_leaves_the_asset_out(initialised):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from assetdb.config import env_float, env_int
+from assetdb.config import read_setting, setting
 from assetdb.errors import ConfigError
 
-DEFAULT_MAX_UPLOAD_MB = 20
-DEFAULT_MAX_RESULTS = 500
+# The defaults are declared with the other settings (assetdb.config.SETTINGS).
+DEFAULT_MAX_UPLOAD_MB = setting("ASSETDB_API_MAX_UPLOAD_MB").default
+DEFAULT_MAX_RESULTS = setting("ASSETDB_API_MAX_RESULTS").default
 # Pillow's own bomb limit is ~89 MP (an error only at twice that); a 10 KB PNG just under
 # it costs ~10 s CPU and >1 GB. 40 MP is still more than any camera's full-size JPEG.
-DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000
-DEFAULT_BUSY_TIMEOUT_S = 5.0
+DEFAULT_MAX_UPLOAD_PIXELS = setting("ASSETDB_API_MAX_UPLOAD_PIXELS").default
+DEFAULT_BUSY_TIMEOUT_S = setting("ASSETDB_API_BUSY_TIMEOUT").default
 # The names a browser uses for this machine itself. Any other Host is refused, so a page
 # on rebind.example whose name resolves to 127.0.0.1 (DNS rebinding) gets nothing.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -34,15 +34,6 @@ class ApiConfig:
             raise ConfigError("ASSETDB_API_PROTECT_READS needs ASSETDB_API_TOKEN to be set")
 
 
-def env_flag(name: str) -> bool:
-    raw = (os.environ.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
-
-
 def split_hosts(raw: str | None) -> tuple[str, ...]:
     return tuple(h.strip() for h in (raw or "").split(",") if h.strip())
 
@@ -51,13 +42,12 @@ def api_config_from_env(extra_hosts: tuple[str, ...] = ()) -> ApiConfig:
     from assetdb.search.service import MAX_K
 
     return ApiConfig(
-        token=os.environ.get("ASSETDB_API_TOKEN") or None,
-        max_upload_bytes=env_int("ASSETDB_API_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB, 1) * 2**20,
-        max_results=min(env_int("ASSETDB_API_MAX_RESULTS", DEFAULT_MAX_RESULTS, 1), MAX_K),
-        allowed_hosts=(LOOPBACK_HOSTS + split_hosts(os.environ.get("ASSETDB_API_ALLOWED_HOSTS"))
+        token=read_setting("ASSETDB_API_TOKEN"),
+        max_upload_bytes=read_setting("ASSETDB_API_MAX_UPLOAD_MB") * 2**20,
+        max_results=min(read_setting("ASSETDB_API_MAX_RESULTS"), MAX_K),
+        allowed_hosts=(LOOPBACK_HOSTS + split_hosts(read_setting("ASSETDB_API_ALLOWED_HOSTS"))
                        + extra_hosts),
-        protect_reads=env_flag("ASSETDB_API_PROTECT_READS"),
-        max_upload_pixels=env_int("ASSETDB_API_MAX_UPLOAD_PIXELS",
-                                  DEFAULT_MAX_UPLOAD_PIXELS, 1),
-        busy_timeout_s=env_float("ASSETDB_API_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT_S, 0.0),
+        protect_reads=read_setting("ASSETDB_API_PROTECT_READS"),
+        max_upload_pixels=read_setting("ASSETDB_API_MAX_UPLOAD_PIXELS"),
+        busy_timeout_s=read_setting("ASSETDB_API_BUSY_TIMEOUT"),
     )

@@ -3,7 +3,8 @@ the one filter model as query parameters, the write token, and size-limited uplo
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request, UploadFile
 from PIL import Image
@@ -35,30 +36,47 @@ EncoderDep = Annotated[Encoder, Depends(get_encoder)]
 ConfigDep = Annotated[ApiConfig, Depends(get_config)]
 
 
-def get_filters(
-    kind: Annotated[list[str], Query(description="image or animation; repeatable")] = [],  # noqa: B006
-    tag: Annotated[list[str], Query(description="must carry every one of these tags; "
-                                                "repeatable or comma-separated")] = [],  # noqa: B006
-    any_tag: Annotated[list[str], Query(description="must carry at least one")] = [],  # noqa: B006
-    meta: Annotated[list[str], Query(description="metadata key=value (jsonb containment)"
-                                     )] = [],  # noqa: B006
-    captured_after: Annotated[str | None, Query(description="ISO 8601 date")] = None,
-    captured_before: Annotated[str | None, Query(description="ISO 8601 date")] = None,
-    created_after: Annotated[str | None, Query(description="ISO 8601 date")] = None,
-    created_before: Annotated[str | None, Query(description="ISO 8601 date")] = None,
-    min_similarity: Annotated[float | None, Query(ge=-1, le=1)] = None,
-    include_hidden: bool = False,
-) -> Filters:
-    """The CLI's filter options, as query parameters, through the same build_filters."""
-    return build_filters(
-        kinds=kind, tags=tag, any_tags=any_tag, metadata=meta,
-        captured_after=captured_after, captured_before=captured_before,
-        created_after=created_after, created_before=created_before,
-        min_similarity=min_similarity, include_hidden=include_hidden,
-    )
+class _FiltersFromQuery:
+    """The declared filters (search/filters.py) as query parameters, through the same
+    build_filters as the CLI. FastAPI reads a dependency's parameters from its signature,
+    so the signature is built from the list whenever an app reads its routes (each
+    parameter then shows in /openapi.json), and values arrive as keyword arguments."""
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        from assetdb.search.filters import FILTERS
+
+        params = []
+        for spec in FILTERS:
+            if spec.is_flag:
+                annotation: Any = Annotated[bool, Query(description=spec.help)]
+                default: Any = False
+            elif spec.multiple:
+                annotation, default = Annotated[list[str], Query(description=spec.help)], []
+            else:
+                annotation = Annotated[str | None, Query(description=spec.help)]
+                default = None
+            params.append(inspect.Parameter(spec.param, inspect.Parameter.KEYWORD_ONLY,
+                                            default=default, annotation=annotation))
+        return inspect.Signature(params, return_annotation=Filters)
+
+    def __call__(self, **params: Any) -> Filters:  # noqa: ANN401
+        return build_filters(**params)
+
+
+get_filters = _FiltersFromQuery()
+
+
+def get_min_similarity(
+    min_similarity: Annotated[float | None, Query(
+        ge=-1, le=1, description="leave out results below this similarity (a search "
+                                 "option: not on browsing)")] = None,
+) -> float | None:
+    return min_similarity
 
 
 FiltersDep = Annotated[Filters, Depends(get_filters)]
+MinSimilarityDep = Annotated[float | None, Depends(get_min_similarity)]
 
 
 def read_upload(file: UploadFile, config: ApiConfig) -> bytes:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import PurePath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel
 
-from assetdb.api.deps import ConfigDep, EncoderDep, FiltersDep, SettingsDep, read_image_upload
+from assetdb.api.deps import (
+    ConfigDep,
+    EncoderDep,
+    FiltersDep,
+    MinSimilarityDep,
+    SettingsDep,
+    read_image_upload,
+)
 from assetdb.catalog.assets import browse, get_asset
+from assetdb.errors import FilterError
+from assetdb.search.filters import FILTERS
 from assetdb.search.query import Hit
 from assetdb.search.service import search_image, search_text, similar_to_asset
 
@@ -59,6 +69,7 @@ def _page(hits: list[Hit], cap: int, offset: int, limit: int) -> SearchPage:
 @router.get("/search", response_model=SearchPage, summary="Search by text")
 def text_search(
     settings: SettingsDep, encoder: EncoderDep, config: ConfigDep, filters: FiltersDep,
+    min_similarity: MinSimilarityDep,
     q: Annotated[str, Query(min_length=1, max_length=1000, description="what the image shows")],
     offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
@@ -67,14 +78,15 @@ def text_search(
     k, _ = _window(config.max_results, offset, limit)
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
-    return _page(search_text(settings, encoder, q, k=k, filters=filters),
+    return _page(search_text(settings, encoder, q, k=k, filters=filters,
+                             min_similarity=min_similarity),
                  config.max_results, offset, limit)
 
 
 @router.post("/search/image", response_model=SearchPage, summary="Search by an uploaded image")
 def image_search(
     request: Request, settings: SettingsDep, encoder: EncoderDep, config: ConfigDep,
-    filters: FiltersDep,
+    filters: FiltersDep, min_similarity: MinSimilarityDep,
     file: Annotated[UploadFile, File(description="an image: JPEG, PNG, WebP, GIF, BMP, TIFF")],
     offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
@@ -84,31 +96,36 @@ def image_search(
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
     k, _ = _window(config.max_results, offset, limit)
-    return _page(search_image(settings, encoder, image, k=k, filters=filters),
+    return _page(search_image(settings, encoder, image, k=k, filters=filters,
+                              min_similarity=min_similarity),
                  config.max_results, offset, limit)
 
 
 @router.get("/assets/{asset_id}/similar", response_model=SearchPage,
             summary="Assets similar to an asset")
 def similar(
-    settings: SettingsDep, config: ConfigDep, filters: FiltersDep, asset_id: int,
-    offset: Offset = 0, limit: Limit = 24,
+    settings: SettingsDep, config: ConfigDep, filters: FiltersDep,
+    min_similarity: MinSimilarityDep, asset_id: int, offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
     """\"More like this\": the stored vector is the query; the asset itself is left out."""
     get_asset(settings, asset_id, include_hidden=filters.include_hidden)  # 404: unknown id
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
     k, _ = _window(config.max_results, offset, limit)
-    return _page(similar_to_asset(settings, asset_id, k=k, filters=filters),
+    return _page(similar_to_asset(settings, asset_id, k=k, filters=filters,
+                                  min_similarity=min_similarity),
                  config.max_results, offset, limit)
 
 
 @router.get("/assets", response_model=SearchPage, summary="Browse assets, newest first")
 def list_assets(
-    settings: SettingsDep, config: ConfigDep, filters: FiltersDep,
+    request: Request, settings: SettingsDep, config: ConfigDep, filters: FiltersDep,
     offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
     """Searchable assets that pass the filters, newest first (no query, no similarity)."""
+    if "min_similarity" in request.query_params:  # said, not silently ignored
+        raise FilterError("min_similarity applies to searches only: browsing has no query "
+                          "to be similar to")
     rows = browse(settings, filters=filters, offset=offset, limit=limit + 1)
     hits = [
         SearchHit(id=a.id, uri=a.uri, name=a.name, title=a.title, similarity=None, kind=a.kind,
@@ -117,3 +134,20 @@ def list_assets(
     ]
     return SearchPage(results=hits[:limit], offset=offset, limit=limit,
                       has_more=len(hits) > limit, cap=config.max_results)
+
+
+@router.get("/filters", summary="The filters, as the page's filter panel shows them")
+def filters_declared() -> list[dict[str, Any]]:
+    """Every filter's query parameter, help, known choices and, for those on the page's
+    panel, how to show it (search/filters.py declares them; the page builds its panel
+    from this list)."""
+    out = []
+    for spec in FILTERS:
+        page = None
+        if spec.page is not None:
+            page = dataclasses.asdict(spec.page)
+            page["choice_labels"] = dict(spec.page.choice_labels)
+        out.append({"param": spec.param, "help": spec.help, "multiple": spec.multiple,
+                    "flag": spec.is_flag,
+                    "choices": list(spec.choices()) if spec.choices else None, "page": page})
+    return out

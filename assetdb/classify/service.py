@@ -38,7 +38,7 @@ from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image
-from assetdb.errors import AssetdbError, FilterError
+from assetdb.errors import AssetdbError
 from assetdb.search.filters import Filters
 
 Progress = Callable[[int], None]
@@ -93,11 +93,6 @@ class ClassifyReport:
         return dataclasses.asdict(self)
 
 
-def _check_catalogue_filters(filters: Filters) -> None:
-    if filters.min_similarity is not None:
-        raise FilterError("--min-similarity applies to searches only, not to classification")
-
-
 def _model(conn: Any, encoder: Encoder) -> str:
     meta = schema.require_meta(conn)
     schema.check_model(meta, encoder.name, encoder.dimension)
@@ -123,7 +118,6 @@ def classify_catalogue(
     labels, templates = check_labels(labels), check_templates(templates)
     check_name(field, "field name")
     filters = filters or Filters()
-    _check_catalogue_filters(filters)
     report = ClassifyReport(field=field, labels=labels, templates=templates, dry_run=dry_run)
     counts: Counter[str] = Counter()
     prototypes = text_prototypes(encoder, labels, templates)
@@ -297,8 +291,7 @@ def moderate(
     if not policies:
         raise PolicyError("no policy to apply")
     _check_rule_names(policies)
-    filters = dataclasses.replace(filters or Filters(), include_hidden=True)
-    _check_catalogue_filters(filters)
+    filters = (filters or Filters()).replace(include_hidden=True)
     encoded = encode_policies(encoder, policies)
     report = ModerationReport(applied=apply, rules=[
         RuleCount(policy=e.policy, rule=e.rule.name, action=e.rule.action,
@@ -347,8 +340,7 @@ def calibrate(
     if not policies:
         raise PolicyError("no policy to calibrate")
     _check_rule_names(policies)
-    filters = dataclasses.replace(filters or Filters(), include_hidden=True)
-    _check_catalogue_filters(filters)
+    filters = (filters or Filters()).replace(include_hidden=True)
     encoded = encode_policies(encoder, policies)
     chunks: list[np.ndarray] = []
     with connect(settings) as conn:

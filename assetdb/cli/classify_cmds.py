@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from assetdb.cli.common import (
+    FilteredCommand,
     catalogue_meta,
     filter_options,
     filters_from,
@@ -44,7 +45,7 @@ def _templates(templates: tuple[str, ...]) -> list[str]:
     return check_templates(templates or DEFAULT_TEMPLATES)
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("--labels", "labels_opt", multiple=True, metavar="A,B,C", help=LABELS_HELP)
 @click.option("--label-file", type=click.Path(path_type=Path),
@@ -179,7 +180,7 @@ def labels_add(name: str, labels_opt: tuple[str, ...], label_file: Path | None,
 
     \b
     Example:
-      assetdb labels add animals --labels cat,dog,bird --field animal
+      assetdb labels add colours --labels red,green,blue --field colour
     """
     from assetdb.classify import service
 
@@ -222,7 +223,7 @@ def labels_rm(name: str) -> None:
 
     \b
     Example:
-      assetdb labels rm animals
+      assetdb labels rm colours
     """
     from assetdb.classify import service
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -57,46 +56,60 @@ def k_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         type=click.IntRange(1, MAX_K), help="How many results.")(fn)
 
 
-def filter_options(fn: Callable[..., Any] | None = None, *,
-                   similarity: bool = False) -> Any:  # noqa: ANN401 - a decorator or its maker
-    """The filter options of the one filter model (assetdb.search.filters).
+def filter_click_options() -> list[click.Option]:
+    """The filters' CLI options, built from the one declaration (search/filters.py)."""
+    from assetdb.search import filters
 
-    --min-similarity only where there is a query to be similar to (search, similar):
-    `@filter_options(similarity=True)`; elsewhere `@filter_options`."""
-    if fn is None:
-        return functools.partial(filter_options, similarity=similarity)
-    options = [
-        click.option("--kind", "kinds", multiple=True, metavar="KIND",
-                     help="Only this kind: image or animation. Repeatable."),
-        click.option("--tag", "tags", multiple=True, metavar="TAG",
-                     help="Must carry this tag (all of the given tags). Repeatable, or a,b."),
-        click.option("--any-tag", "any_tags", multiple=True, metavar="TAG",
-                     help="Must carry at least one of these tags. Repeatable, or a,b."),
-        click.option("--meta", "metadata", multiple=True, metavar="KEY=VALUE",
-                     help="Metadata must contain KEY=VALUE (jsonb containment; 42 is a "
-                          "number, \"42\" a string). Repeatable."),
-        click.option("--captured-after", metavar="DATE", help="Captured on or after (ISO 8601)."),
-        click.option("--captured-before", metavar="DATE", help="Captured on or before."),
-        click.option("--created-after", metavar="DATE", help="Catalogued on or after."),
-        click.option("--created-before", metavar="DATE", help="Catalogued on or before."),
-        click.option("--include-hidden", is_flag=True,
-                     help="Include assets hidden by a moderation policy."),
-    ]
-    if similarity:
-        options.insert(-1, click.option(
-            "--min-similarity", type=float, metavar="S",
-            help="Leave out results below this similarity (-1..1)."))
-    return functools.reduce(lambda f, opt: opt(f), reversed(options), fn)
+    if _option_cache[0] != filters.generation() or not _option_cache[1]:
+        options = []
+        for spec in filters.FILTERS:
+            if spec.is_flag:
+                opt = click.Option([spec.flag, spec.field], is_flag=True, help=spec.help)
+            else:
+                opt = click.Option([spec.flag, spec.field], multiple=spec.multiple,
+                                   metavar=spec.metavar, help=spec.help)
+            options.append(opt)
+        _option_cache[:] = [filters.generation(), options]
+    return _option_cache[1]
+
+
+_option_cache: list[Any] = [-1, []]  # [filters.generation(), the options built for it]
+
+
+_SLOT = "assetdb_filters_slot"
+
+
+def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the declared filters' options go among a command's options; the command must
+    be a FilteredCommand (`@click.command(cls=FilteredCommand)`)."""
+    return click.option("--" + _SLOT, _SLOT, hidden=True, expose_value=False)(fn)
+
+
+class FilteredCommand(click.Command):
+    """A command that takes the declared filters as options, built at each call from the
+    list (so a filter registered later is there too), in place of its filter_options
+    slot; its callback passes its kwargs to filters_from."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        at = next((i for i, p in enumerate(params) if p.name == _SLOT), None)
+        if at is None:
+            raise TypeError(f"{self.name}: a FilteredCommand needs @filter_options")
+        return params[:at] + filter_click_options() + params[at + 1:]
+
+
+def min_similarity_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--min-similarity: a search option, only where there is a query to be similar to
+    (search, similar); the check is the services' own (-1..1)."""
+    return click.option("--min-similarity", type=float, metavar="S",
+                        help="Leave out results below this similarity (-1..1).")(fn)
 
 
 def filters_from(kwargs: dict[str, Any]):  # noqa: ANN201 - Filters
     """Pop the filter options from a command's kwargs and validate them."""
-    from assetdb.search.filters import build_filters
+    from assetdb.search.filters import FILTERS, build_filters
 
-    keys = ("kinds", "tags", "any_tags", "metadata", "captured_after", "captured_before",
-            "created_after", "created_before", "include_hidden")
-    return build_filters(**{k: kwargs.pop(k) for k in keys},
-                         min_similarity=kwargs.pop("min_similarity", None))
+    return build_filters(**{s.field: kwargs.pop(s.field) for s in FILTERS if s.field in kwargs})
 
 
 def with_model(settings: Settings, meta: dict[str, str], run: Callable[[Any], Any]) -> Any:  # noqa: ANN401

@@ -36,7 +36,7 @@ def concept_add(name: str, text: str, templates: tuple[str, ...], replace: bool,
     \b
     Examples:
       assetdb concept add beach "a sandy beach with the sea"
-      assetdb concept add red-sneakers "red sneakers" -t "a photo of {}" -t "a product shot of {}"
+      assetdb concept add sneakers "red sneakers" -t "a photo of {}" -t "a product shot of {}"
     """
     from assetdb.errors import AssetdbError
     from assetdb.sqlsurface.concepts import add_concept, check_name, checked_templates

@@ -64,7 +64,13 @@ def init(as_json: bool) -> None:
 
 @click.group()
 def db() -> None:
-    """The database: its URL, and the embedded PostgreSQL server."""
+    """The database: its URL, and the embedded PostgreSQL server.
+
+    \b
+    Examples:
+      assetdb db status
+      psql "$(assetdb db url --read-only)"
+    """
 
 
 @db.command("url")
@@ -96,7 +102,12 @@ def db_url(read_only: bool, show_password: bool) -> None:
 
 @db.command("start")
 def db_start() -> None:
-    """Start the embedded PostgreSQL server (other commands start it on demand)."""
+    """Start the embedded PostgreSQL server (other commands start it on demand).
+
+    \b
+    Examples:
+      assetdb db start
+    """
     from assetdb.db import embedded
 
     settings = get_settings()
@@ -107,7 +118,13 @@ def db_start() -> None:
 
 @db.command("stop")
 def db_stop() -> None:
-    """Stop the embedded PostgreSQL server."""
+    """Stop the embedded PostgreSQL server.
+
+    \b
+    Examples:
+      assetdb db stop
+      assetdb demo --stop      # the demo's own server
+    """
     from assetdb.db import embedded
 
     settings = get_settings()
@@ -120,7 +137,12 @@ def db_stop() -> None:
 
 @db.command("status")
 def db_status() -> None:
-    """Say whether the embedded server is running, and where its data lives."""
+    """Say whether the embedded server is running, and where its data lives.
+
+    \b
+    Examples:
+      assetdb db status
+    """
     from assetdb.db import embedded
 
     settings = get_settings()

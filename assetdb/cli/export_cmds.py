@@ -6,11 +6,17 @@ from pathlib import Path
 
 import click
 
-from assetdb.cli.common import filter_options, filters_from, get_settings, json_option
+from assetdb.cli.common import (
+    FilteredCommand,
+    filter_options,
+    filters_from,
+    get_settings,
+    json_option,
+)
 from assetdb.cli.output import LazyProgress, kv_lines, print_json
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.option("-f", "--format", "fmt", type=click.Choice(["parquet", "csv", "npy"]),
               required=True, help="parquet (one file), csv (one file), or npy (the vector "
                                   "matrix, plus PATH with .csv for the other columns).")

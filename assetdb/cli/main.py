@@ -117,7 +117,7 @@ def cli() -> None:
     filters with nearest-neighbour search by text or by example image.
 
     \b
-    Quick start:
+    Examples (a quick start):
       assetdb init
       assetdb ingest ~/Pictures --recursive
       assetdb search "sunset over a concrete building" -k 5

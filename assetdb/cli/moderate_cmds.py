@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from assetdb.cli.common import (
+    FilteredCommand,
     catalogue_meta,
     filter_options,
     filters_from,
@@ -52,7 +53,7 @@ def _histogram_lines(entry: dict[str, Any], width: int = 40) -> list[str]:
     return lines
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.option("--policy", "policy_values", multiple=True, metavar="FILE|NAME",
               help="A policy file (.toml, .yaml) or the name of a stored policy. "
                    "Repeatable. Default: every enabled stored policy.")
@@ -99,7 +100,7 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
       assetdb moderate --policy policy.toml --calibrate
       assetdb moderate --policy policy.toml                # dry run: counts only
       assetdb moderate --policy policy.toml --apply
-      assetdb policies add policy.toml && assetdb moderate --apply
+      assetdb policies add policy.toml --replace && assetdb moderate --apply
       assetdb search "beach" --include-hidden --json       # hidden assets too
     """
     from assetdb.classify import service
@@ -173,7 +174,7 @@ def policies_add(file: Path, name: str | None, disabled: bool, replace: bool) ->
 
     \b
     Example:
-      assetdb policies add policy.toml --name default
+      assetdb policies add strict.toml --name default
     """
     from assetdb.classify import service
     from assetdb.classify.policy import load_policy_file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from assetdb.cli.common import (
+    FilteredCommand,
     catalogue_meta,
     filter_options,
     filters_from,
@@ -18,7 +19,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: run the same command again to resume
 EXIT_ABORTED = 3  # `assetdb reembed --abort` from another process cancelled this run
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.option("--model", metavar="MODEL",
               help="The model to move to: a sentence-transformers CLIP name or a local "
                    "directory, of any dimension. Default: the database's own model "

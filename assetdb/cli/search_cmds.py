@@ -7,15 +7,18 @@ from pathlib import Path
 import click
 
 from assetdb.cli.common import (
+    FilteredCommand,
     catalogue_meta,
     filter_options,
     filters_from,
     get_settings,
     json_option,
     k_option,
+    min_similarity_option,
     with_model,
 )
 from assetdb.cli.output import print_json, print_table
+from assetdb.search.filters import check_min_similarity
 
 COLUMNS = ("id", "similarity", "title", "uri")
 
@@ -28,12 +31,14 @@ def _show(hits: list, as_json: bool) -> None:  # noqa: ANN001 - list[Hit]
         print_table(rows, COLUMNS)
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.argument("text")
 @k_option
-@filter_options(similarity=True)
+@filter_options
+@min_similarity_option
 @json_option
-def search(text: str, k: int, as_json: bool, **kwargs: object) -> None:
+def search(text: str, k: int, min_similarity: float | None, as_json: bool,
+           **kwargs: object) -> None:
     """Find assets that match a text description (CLIP text-to-image search).
 
     CLIP reads at most 77 tokens, and is weak at counting, spatial relations and
@@ -50,22 +55,26 @@ def search(text: str, k: int, as_json: bool, **kwargs: object) -> None:
         raise FilterError("the search text is empty: describe what the picture shows")
     settings = get_settings()
     filters = filters_from(kwargs)
+    check_min_similarity(min_similarity)  # answered before the model loads
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
 
     def run(encoder: object) -> list:
         from assetdb.search.service import search_text
 
-        return search_text(settings, encoder, text, k=k, filters=filters)
+        return search_text(settings, encoder, text, k=k, filters=filters,
+                           min_similarity=min_similarity)
 
     _show(with_model(settings, meta, run), as_json)
 
 
-@click.command()
+@click.command(cls=FilteredCommand)
 @click.argument("target")
 @k_option
-@filter_options(similarity=True)
+@filter_options
+@min_similarity_option
 @json_option
-def similar(target: str, k: int, as_json: bool, **kwargs: object) -> None:
+def similar(target: str, k: int, min_similarity: float | None, as_json: bool,
+            **kwargs: object) -> None:
     """Find assets that look like TARGET: an asset id, or an image file.
 
     By id, no model is loaded: the stored vector is the query, and that asset itself
@@ -79,10 +88,12 @@ def similar(target: str, k: int, as_json: bool, **kwargs: object) -> None:
     """
     settings = get_settings()
     filters = filters_from(kwargs)
+    check_min_similarity(min_similarity)  # answered before the model loads
     if target.isdigit() and not Path(target).exists():
         from assetdb.search.service import similar_to_asset
 
-        _show(similar_to_asset(settings, int(target), k=k, filters=filters), as_json)
+        _show(similar_to_asset(settings, int(target), k=k, filters=filters,
+                               min_similarity=min_similarity), as_json)
         return
     path = Path(target).expanduser()
     if not path.is_file():
@@ -92,6 +103,7 @@ def similar(target: str, k: int, as_json: bool, **kwargs: object) -> None:
     def run(encoder: object) -> list:
         from assetdb.search.service import search_image
 
-        return search_image(settings, encoder, path, k=k, filters=filters)
+        return search_image(settings, encoder, path, k=k, filters=filters,
+                            min_similarity=min_similarity)
 
     _show(with_model(settings, meta, run), as_json)

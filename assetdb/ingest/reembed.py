@@ -24,7 +24,6 @@ last_seen fresh, so `assetdb status` tells a live run from a killed one.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import threading
@@ -90,7 +89,7 @@ class ReembedReport:
 
 def _filters_json(f: Filters) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-            for k, v in dataclasses.asdict(f).items() if v not in (None, [], {}, False)}
+            for k, v in f.as_dict().items() if v not in (None, [], {}, False)}
 
 
 def running_job(conn: Connection) -> Any:
@@ -422,7 +421,7 @@ def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,
 def _in_place(run: _Run, report: ReembedReport, job: Any, filters: Filters,
               model: str, on_total: Progress | None) -> None:
     # Hidden rows are part of the catalogue: re-embed them too.
-    clauses = where_clauses(dataclasses.replace(filters, include_hidden=True), model)
+    clauses = where_clauses(filters.replace(include_hidden=True), model)
     A = Asset.__table__.c  # noqa: N806
     todo = [*clauses, (A.embedded_at < job.started_at) | A.embedded_at.is_(None)]
     with connect(run.settings) as conn:
@@ -472,8 +471,6 @@ def reembed(
     another one (all ready rows, then one atomic switch). Resumable; `stop` ends it after
     the current batch."""
     filters = filters or Filters()
-    if filters.min_similarity is not None:
-        raise FilterError("--min-similarity has no meaning for re-embedding")
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
         switch = encoder.name != meta["model"]

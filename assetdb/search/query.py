@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Select, func, literal, select,
 
 from assetdb.db.models import Asset
 from assetdb.search.filters import Filters
+from assetdb.search.filters import where as filter_clauses
 
 A = Asset.__table__.c
 
@@ -45,24 +46,7 @@ def where_clauses(f: Filters, model: str) -> list[ColumnElement[bool]]:
         A.embedding.is_not(None),
         A.embedding_model == model,
     ]
-    if not f.include_hidden:
-        clauses.append(A.hidden.is_(False))
-    if f.kinds:
-        clauses.append(A.kind.in_(f.kinds))
-    if f.tags_all:
-        clauses.append(A.tags.contains(f.tags_all))
-    if f.tags_any:
-        clauses.append(A.tags.overlap(f.tags_any))
-    if f.metadata:
-        clauses.append(A.metadata.contains(f.metadata))
-    if f.captured_after:
-        clauses.append(A.captured_at >= f.captured_after)
-    if f.captured_before:
-        clauses.append(A.captured_at <= f.captured_before)
-    if f.created_after:
-        clauses.append(A.created_at >= f.created_after)
-    if f.created_before:
-        clauses.append(A.created_at <= f.created_before)
+    clauses.extend(filter_clauses(f, A))  # the declared filters (search/filters.py)
     return clauses
 
 
@@ -86,8 +70,10 @@ def nearest(
     exclude_ids: Sequence[int] = (),
     exact_max_rows: int = 20_000,
     ef_search: int = 100,
+    min_similarity: float | None = None,
 ) -> list[Hit]:
-    """The k assets closest to `vector` (cosine) among those that pass the filters."""
+    """The k assets closest to `vector` (cosine) among those that pass the filters, and
+    no less similar than min_similarity (a search option: it needs a query)."""
     clauses = where_clauses(filters, model)
     if exclude_ids:
         clauses.append(A.id.not_in(list(exclude_ids)))
@@ -112,8 +98,8 @@ def nearest(
             select(*columns).where(*clauses).order_by(distance).limit(k)
         ).cte("approx").prefix_with("MATERIALIZED")
         query = select(inner).order_by(inner.c.distance, inner.c.id)
-    if filters.min_similarity is not None:
-        query = query.where(query.selected_columns.distance <= 1.0 - filters.min_similarity)
+    if min_similarity is not None:
+        query = query.where(query.selected_columns.distance <= 1.0 - min_similarity)
     rows = conn.execute(query.limit(k)).all()
     if not exact:
         _set_local(conn, "enable_sort", "on")  # for whatever else runs in this transaction

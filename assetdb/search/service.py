@@ -15,7 +15,7 @@ from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image, load_image_bytes
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.search import MAX_K
-from assetdb.search.filters import Filters
+from assetdb.search.filters import Filters, check_min_similarity
 from assetdb.search.query import Hit, nearest
 
 
@@ -32,20 +32,24 @@ def search_vector(
     filters: Filters | None = None,
     exclude_ids: tuple[int, ...] = (),
     model: str | None = None,
+    min_similarity: float | None = None,
 ) -> list[Hit]:
     """`model`: the model that made `vector`; checked against the database's in the same
     transaction as the search, so a model switch (`assetdb reembed`) in between gives a
-    clear ModelError, never a dimension error or a silent mismatch."""
+    clear ModelError, never a dimension error or a silent mismatch. `min_similarity`
+    (-1..1) leaves out results below it."""
     _check_k(k)
+    check_min_similarity(min_similarity)
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
         if model is not None and model != meta["model"]:
             schema.check_model(meta, model, len(vector), followed=not settings.model_is_explicit)
-        return _nearest(settings, conn, meta, vector, k, filters, exclude_ids)
+        return _nearest(settings, conn, meta, vector, k, filters, exclude_ids, min_similarity)
 
 
 def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector: np.ndarray,
-             k: int, filters: Filters | None, exclude_ids: tuple[int, ...]) -> list[Hit]:
+             k: int, filters: Filters | None, exclude_ids: tuple[int, ...],
+             min_similarity: float | None) -> list[Hit]:
     return nearest(
         conn,
         vector,
@@ -55,6 +59,7 @@ def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector:
         exclude_ids=exclude_ids,
         exact_max_rows=settings.exact_search_max_rows,
         ef_search=settings.hnsw_ef_search,
+        min_similarity=min_similarity,
     )
 
 
@@ -66,19 +71,20 @@ def _checked(settings: Settings, encoder: Encoder) -> None:
 
 def search_text(
     settings: Settings, encoder: Encoder, query: str, *, k: int = 10,
-    filters: Filters | None = None,
+    filters: Filters | None = None, min_similarity: float | None = None,
 ) -> list[Hit]:
     if not query.strip():
         raise FilterError("the search text is empty")
     _check_k(k)
+    check_min_similarity(min_similarity)
     _checked(settings, encoder)
     return search_vector(settings, encoder.encode_texts([query])[0], k=k, filters=filters,
-                         model=encoder.name)
+                         model=encoder.name, min_similarity=min_similarity)
 
 
 def search_image(
     settings: Settings, encoder: Encoder, image: Path | bytes | Image.Image, *, k: int = 10,
-    filters: Filters | None = None,
+    filters: Filters | None = None, min_similarity: float | None = None,
 ) -> list[Hit]:
     """Search by an example image (a file, its bytes, or an image already decoded).
 
@@ -86,6 +92,7 @@ def search_image(
     catalogued) comes first at similarity 1.0, whether the image comes as a file (CLI)
     or as an upload (API). Only `similar_to_asset` leaves out its query asset."""
     _check_k(k)
+    check_min_similarity(min_similarity)
     _checked(settings, encoder)
     if isinstance(image, Image.Image):
         img = image
@@ -94,7 +101,8 @@ def search_image(
     else:
         img = load_image(image, encoder.image_size)
     vector = encoder.encode_images([img])[0]
-    return search_vector(settings, vector, k=k, filters=filters, model=encoder.name)
+    return search_vector(settings, vector, k=k, filters=filters, model=encoder.name,
+                         min_similarity=min_similarity)
 
 
 def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
@@ -121,13 +129,15 @@ def _asset_vector(conn: Connection, meta: dict[str, str], asset_id: int) -> np.n
 
 
 def similar_to_asset(
-    settings: Settings, asset_id: int, *, k: int = 10, filters: Filters | None = None
+    settings: Settings, asset_id: int, *, k: int = 10, filters: Filters | None = None,
+    min_similarity: float | None = None,
 ) -> list[Hit]:
     """Assets like a stored one (no model needed); the asset itself is left out."""
     _check_k(k)
+    check_min_similarity(min_similarity)
     # One transaction: the stored vector and the search use the same model, even when a
     # model switch commits meanwhile.
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
         vector = _asset_vector(conn, meta, asset_id)
-        return _nearest(settings, conn, meta, vector, k, filters, (asset_id,))
+        return _nearest(settings, conn, meta, vector, k, filters, (asset_id,), min_similarity)

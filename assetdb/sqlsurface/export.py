@@ -28,7 +28,7 @@ from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.db.models import Asset
-from assetdb.errors import AssetdbError, FilterError
+from assetdb.errors import AssetdbError
 from assetdb.search.filters import Filters
 from assetdb.search.query import A, where_clauses
 
@@ -109,8 +109,6 @@ def export(
 ) -> ExportReport:
     """Write the matching assets to OUT in FMT; returns the row count and files written.
     An npy export's companion .csv is replaced only with force."""
-    if filters.min_similarity is not None:
-        raise FilterError("export has no query to be similar to: drop --min-similarity")
     check_format(fmt, out, force)
     with connect(settings) as conn:
         # First statement of the transaction: one snapshot for the count and the rows.

@@ -20,20 +20,77 @@ const state = {
 
 // ---------- filters: the form <-> the API's query parameters ----------
 
+// The filters on the panel, from /api/filters: the server declares each filter once
+// (its query parameter, and how the panel shows it), and the panel is built from that.
+let FILTERS = [];
+
+async function loadFilters() {
+  FILTERS = (await api("/api/filters")).filter((f) => f.page)
+    .map((f, i) => ({ ...f, at: i }))
+    .sort((a, b) => a.page.order - b.page.order || a.at - b.at);
+  buildFilterPanel();
+}
+
+function buildFilterPanel() {
+  const box = $("filter-fields");
+  const groups = new Map();
+  for (const f of FILTERS) {
+    const pf = f.page;
+    let parent = box;
+    if (pf.group) {
+      if (!groups.has(pf.group)) {
+        const fieldset = el("fieldset");
+        fieldset.append(el("legend", null, pf.group));
+        const inner = pf.widget === "date" ? el("div", "row2") : fieldset;
+        if (inner !== fieldset) fieldset.append(inner);
+        box.append(fieldset);
+        groups.set(pf.group, inner);
+      }
+      parent = groups.get(pf.group);
+    }
+    if (pf.widget === "checkboxes") {
+      for (const value of f.choices || []) {
+        const label = el("label", "check");
+        const input = el("input");
+        input.type = "checkbox";
+        input.name = f.param;
+        input.value = value;
+        label.append(input, document.createTextNode(` ${pf.choice_labels[value] || value}`));
+        parent.append(label);
+      }
+      continue;
+    }
+    const label = el("label", pf.widget === "date" ? "field small" : "field", pf.label);
+    const input = el(pf.widget === "lines" ? "textarea" : "input");
+    input.name = f.param;
+    if (pf.input_id) input.id = pf.input_id;
+    if (pf.placeholder) input.placeholder = pf.placeholder;
+    if (pf.widget === "lines") input.rows = 3;
+    else if (pf.widget === "date") input.type = "date";
+    else input.autocomplete = "off";
+    label.title = f.help;
+    label.append(input);
+    if (pf.hint) label.append(el("span", "hint", pf.hint));
+    parent.append(label);
+  }
+}
+
 function filterParams() {
   const form = $("filter-form");
   const p = new URLSearchParams();
-  form.querySelectorAll('input[name="kind"]:checked').forEach((el) => p.append("kind", el.value));
-  for (const name of ["tag", "any_tag"]) {
-    const v = form.elements[name].value.trim();
-    if (v) p.set(name, v);
-  }
-  const from = form.elements.captured_after.value;
-  const to = form.elements.captured_before.value;
-  if (from) p.set("captured_after", from);
-  if (to) p.set("captured_before", `${to}T23:59:59`); // the whole "to" day counts
-  for (const line of form.elements.meta.value.split("\n")) {
-    if (line.trim()) p.append("meta", line.trim());
+  for (const f of FILTERS) {
+    const name = f.param;
+    if (f.page.widget === "checkboxes") {
+      form.querySelectorAll(`input[name="${name}"]:checked`).forEach((c) => p.append(name, c.value));
+    } else if (f.page.widget === "lines") {
+      for (const line of form.elements[name].value.split("\n")) {
+        if (line.trim()) p.append(name, line.trim());
+      }
+    } else {
+      const v = form.elements[name].value.trim();
+      // An upper date bound counts its whole day.
+      if (v) p.set(name, f.page.end_of_day ? `${v}T23:59:59` : v);
+    }
   }
   const min = form.elements.min_similarity.value.trim();
   if (min) p.set("min_similarity", min);
@@ -48,13 +105,19 @@ function restoreFromUrl() {
   const u = new URLSearchParams(location.search);
   const form = $("filter-form");
   $("q").value = u.get("q") || "";
-  const kinds = u.getAll("kind");
-  form.querySelectorAll('input[name="kind"]').forEach((el) => { el.checked = kinds.includes(el.value); });
-  form.elements.tag.value = u.get("tag") || "";
-  form.elements.any_tag.value = u.get("any_tag") || "";
-  form.elements.captured_after.value = (u.get("captured_after") || "").slice(0, 10);
-  form.elements.captured_before.value = (u.get("captured_before") || "").slice(0, 10);
-  form.elements.meta.value = u.getAll("meta").join("\n");
+  for (const f of FILTERS) {
+    const name = f.param;
+    if (f.page.widget === "checkboxes") {
+      const values = u.getAll(name);
+      form.querySelectorAll(`input[name="${name}"]`).forEach((c) => { c.checked = values.includes(c.value); });
+    } else if (f.page.widget === "lines") {
+      form.elements[name].value = u.getAll(name).join("\n");
+    } else if (f.page.widget === "date") {
+      form.elements[name].value = (u.get(name) || "").slice(0, 10);
+    } else {
+      form.elements[name].value = u.get(name) || "";
+    }
+  }
   form.elements.min_similarity.value = u.get("min_similarity") || "";
 }
 
@@ -421,5 +484,11 @@ window.addEventListener("drop", (e) => {
   searchImage(e.dataTransfer.files[0]);
 });
 
-restoreFromUrl();
-searchText($("q").value);
+loadFilters().then(() => {
+  restoreFromUrl();
+  searchText($("q").value);
+}, (err) => {
+  $("error").textContent = err.message;
+  $("error").hidden = false;
+  setStatus("");
+});
