@@ -43,18 +43,19 @@ def create_app(
     encoder: Encoder | None = None,
     config: ApiConfig | None = None,
 ) -> FastAPI:
-    """Build the app; settings and limits default to the environment, the model to
-    ASSETDB_MODEL (loaded when the server starts, not per request)."""
+    """Build the app; settings and limits default to the environment, the model to the
+    catalogue's (ASSETDB_MODEL when set, else the database's; loaded when the server
+    starts, not per request)."""
     settings = settings or Settings.from_env()
     config = config or api_config_from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.encoder is None:
-            from assetdb.embedding.encoder import load_encoder
+            from assetdb.catalog.catalogue import Catalog
 
-            app.state.encoder = load_encoder(settings.model, device=settings.device,
-                                             batch_size=settings.batch_size)
+            # The same rule as the CLI: ASSETDB_MODEL when set, else the recorded model.
+            app.state.encoder = Catalog(settings).load_encoder()
         yield
 
     app = FastAPI(

@@ -23,27 +23,12 @@ def init(as_json: bool) -> None:
     Example:
       ASSETDB_MODEL=./models/my-clip assetdb init
     """
-    from assetdb.db import embedded, roles, schema
-    from assetdb.db.engine import connect, libpq_url, redact, reset_engines
+    from assetdb.catalog.catalogue import Catalog
+    from assetdb.db.engine import libpq_url, redact
 
     settings = get_settings()
-    started = not settings.database_url and embedded.running_url(settings.home) is None
-    try:
-        with connect(settings) as conn:
-            meta = schema.read_meta(conn)
-            if meta:
-                model, dim = meta["model"], int(meta["dimension"])
-            else:
-                encoder = load_model(settings)
-                model, dim = encoder.name, encoder.dimension
-            meta = schema.upgrade(conn, model, dim, settings.hnsw_ef_search)
-            reader = roles.ensure_reader(conn, settings)
-    except BaseException:
-        if started:  # a failed init leaves no server of its own behind
-            reset_engines()
-            embedded.stop(settings.home)
-        raise
-    reset_engines()  # new connections register the vector type now that it exists
+    done = Catalog(settings).init(lambda: load_model(settings))
+    meta, reader = done.meta, done.reader
     info = {"database": redact(libpq_url(settings)), "model": meta["model"],
             "dimension": int(meta["dimension"]), "read_only_role": reader.role,
             "read_only_role_ready": reader.instructions is None,
@@ -163,9 +148,9 @@ def stats(as_json: bool) -> None:
     Example:
       assetdb stats --json | jq .by_status
     """
-    from assetdb.catalog.stats import catalogue_stats
+    from assetdb.catalog.catalogue import Catalog
 
-    data = catalogue_stats(get_settings())
+    data = Catalog(get_settings()).stats()
     if as_json:
         print_json(data)
         return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -142,3 +145,37 @@ def model_to_load(settings: Settings) -> str:
 
     with connect(settings) as conn:
         return read_meta(conn).get("model", settings.model)
+
+
+@dataclass
+class Initialised:
+    meta: dict[str, str]
+    reader: Any  # assetdb.db.roles.ReaderSetup
+
+
+def initialise(settings: Settings, load_encoder: Callable[[], Any]) -> Initialised:
+    """What `assetdb init` does: migrate, record the model (loaded through load_encoder
+    only on the first run), the search breadth and the read-only role. A failed run stops
+    an embedded server it started itself. Engines are reset here, once, so that new
+    connections know the vector type the first run created."""
+    from assetdb.db import embedded, roles
+    from assetdb.db.engine import connect, reset_engines
+
+    started = not settings.database_url and embedded.running_url(settings.home) is None
+    try:
+        with connect(settings) as conn:
+            meta = read_meta(conn)
+            if meta:
+                model, dim = meta["model"], int(meta["dimension"])
+            else:
+                encoder = load_encoder()
+                model, dim = encoder.name, encoder.dimension
+            meta = upgrade(conn, model, dim, settings.hnsw_ef_search)
+            reader = roles.ensure_reader(conn, settings)
+    except BaseException:
+        if started:  # a failed init leaves no server of its own behind
+            reset_engines()
+            embedded.stop(settings.home)
+        raise
+    reset_engines()
+    return Initialised(meta, reader)

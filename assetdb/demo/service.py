@@ -19,7 +19,6 @@ from sqlalchemy import text
 from assetdb.classify.policy import Policy, Rule, encode_policies, rule_scores
 from assetdb.classify.zeroshot import probabilities, text_prototypes
 from assetdb.config import Settings
-from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.demo import MODEL_DIR, shapes
 from assetdb.embedding.encoder import Encoder, load_encoder
@@ -92,19 +91,15 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
     if not sidecar.is_file():
         log(f"Generating {CATALOGUE_SIZE} shape images in {folder} ...")
         shapes.write_catalogue(folder, CATALOGUE_SIZE, seed=7)
-    with connect(settings) as conn:
-        meta = schema.read_meta(conn)
-        if meta and meta["model"] != encoder.name:
-            raise AssetdbError(
-                f"the demo database in {settings.home} was made with the model "
-                f"{meta['model']!r}; run the demo with another --home")
-        schema.upgrade(conn, encoder.name, encoder.dimension, settings.hnsw_ef_search)
-        from assetdb.db.roles import ensure_reader
+    from assetdb.catalog.catalogue import Catalog
 
-        ensure_reader(conn, settings)  # `assetdb sql` and analysts' psql, as after init
-    from assetdb.db.engine import reset_engines
-
-    reset_engines()  # new connections register the vector type now that it exists
+    catalogue = Catalog(settings)
+    meta = catalogue.meta()
+    if meta and meta["model"] != encoder.name:
+        raise AssetdbError(
+            f"the demo database in {settings.home} was made with the model "
+            f"{meta['model']!r}; run the demo with another --home")
+    catalogue.init(lambda: encoder)  # as `assetdb init`: schema, model, read-only role
     log("Ingesting the catalogue ...")
     return ingest(settings, [str(folder / "images")], metadata_file=sidecar, encoder=encoder)
 
