@@ -43,7 +43,7 @@ def main(tmp: Path) -> None:
 
     from sqlalchemy import text
 
-    from assetdb.classify import service
+    from assetdb.classify import labelling
     from assetdb.classify.auto import apply_auto_classification
     from assetdb.classify.policy import Policy, Rule
     from assetdb.config import Settings
@@ -97,24 +97,24 @@ def main(tmp: Path) -> None:
         import pstats
 
         with cProfile.Profile() as prof:
-            service.classify_catalogue(settings, encoder, labels=labels, templates=templates,
+            labelling.classify_catalogue(settings, encoder, labels=labels, templates=templates,
                                        dry_run=True, keep_results=False)
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
         return
-    timed("classify --dry-run (no per-asset results)", lambda: service.classify_catalogue(
+    timed("classify --dry-run (no per-asset results)", lambda: labelling.classify_catalogue(
         settings, encoder, labels=labels, templates=templates, dry_run=True,
         keep_results=False))
-    timed("classify (write labels)", lambda: service.classify_catalogue(
+    timed("classify (write labels)", lambda: labelling.classify_catalogue(
         settings, encoder, labels=labels, templates=templates, keep_results=False))
-    timed("moderate (3 rules, dry run)", lambda: service.moderate(
+    timed("moderate (3 rules, dry run)", lambda: labelling.moderate(
         settings, encoder, [policy]))
-    timed("moderate --apply (3 rules)", lambda: service.moderate(
+    timed("moderate --apply (3 rules)", lambda: labelling.moderate(
         settings, encoder, [policy], apply=True))
-    timed("moderate --calibrate (3 rules)", lambda: service.calibrate(
+    timed("moderate --calibrate (3 rules)", lambda: labelling.calibrate(
         settings, encoder, [policy]))
 
-    service.add_label_set(settings, "bench", labels, templates)
-    service.save_policy(settings, Policy(name="bench2", rules=tuple(
+    labelling.add_label_set(settings, "bench", labels, templates)
+    labelling.save_policy(settings, Policy(name="bench2", rules=tuple(
         Rule(name=f"s{r.name}", texts=r.texts, threshold=r.threshold, action=r.action,
              counter_texts=r.counter_texts) for r in policy.rules)))
     batch = [(i + 1, vectors[i]) for i in range(32)]

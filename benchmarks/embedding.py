@@ -1,7 +1,7 @@
 """Embedding throughput: model-only against end-to-end ingest (files on disk -> rows).
 
 Model-only: the encoder (processor + forward) on images already decoded at the model's
-input size, batch 32. End-to-end: `assetdb.ingest.service.ingest` on generated camera-size
+input size, batch 32. End-to-end: `assetdb.ingest.ingest_files.ingest` on generated camera-size
 JPEGs (half 1600x1200, half 4000x3000) into a fresh database on the embedded server: hash,
 probe, decode (draft mode, in threads, one batch ahead), resize, encode, write.
 A smaller ablation shows what each fast path buys and how far its vectors move, and a
@@ -105,7 +105,7 @@ def end_to_end(encoder: Any, paths: list[Path], home: Path) -> dict[str, Any]:
 
     from assetdb.config import Settings
     from assetdb.db.engine import connect, reset_engines
-    from assetdb.ingest.service import ingest
+    from assetdb.ingest.ingest_files import ingest
 
     with bench_database(home, "bench_embed") as url:
         init_database(url, encoder.name, encoder.dimension)

@@ -1,6 +1,6 @@
 """Text query end to end with the ViT-B/32 architecture (random weights): through the CLI
 (a new process per query: start-up, model load, encode, SQL) and through a long-lived
-process with a warm model (`assetdb.search.service.search_text`); and `assetdb --help`
+process with a warm model (`assetdb.search.searches.search_text`); and `assetdb --help`
 start-up time.
 
     python -m benchmarks.query_latency --rows 10000 --out benchmarks/results/query.json
@@ -91,7 +91,7 @@ def main() -> None:
     from assetdb.db import embedded
     from assetdb.db.engine import reset_engines
     from assetdb.embedding.encoder import canonical_model_name, load_encoder
-    from assetdb.search.service import search_text, search_vector
+    from assetdb.search.searches import search_text, search_vector
 
     with tempfile.TemporaryDirectory(prefix="assetdb-qbench-") as tmp:
         home = Path(tmp)

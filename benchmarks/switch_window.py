@@ -44,8 +44,8 @@ def main() -> None:
     from assetdb.config import Settings
     from assetdb.db import embedded, schema
     from assetdb.db.engine import connect, libpq_url, reset_engines
-    from assetdb.ingest import reembed
-    from assetdb.search.service import similar_to_asset
+    from assetdb.ingest import model_switch
+    from assetdb.search.searches import similar_to_asset
 
     home = None
     if not os.environ.get("ASSETDB_DATABASE_URL"):
@@ -71,7 +71,7 @@ def main() -> None:
 
         new = FakeEncoder("new-model", args.new_dim)
         with connect(settings) as conn:
-            reembed._add_shadow_columns(conn, new.dimension)
+            model_switch._add_shadow_columns(conn, new.dimension)
         t0 = time.perf_counter()
         with psycopg.connect(url) as pg:
             pg.execute(
@@ -102,11 +102,11 @@ def main() -> None:
         time.sleep(1.0)
         before = len(latencies)
         t0 = time.perf_counter()
-        reembed._build_shadow_indexes(settings)
+        model_switch._build_shadow_indexes(settings)
         build_s = time.perf_counter() - t0
         during_build = latencies[before:]
         t0 = time.perf_counter()
-        switched = reembed._swap(settings, new, job_id=0)
+        switched = model_switch._swap(settings, new, job_id=0)
         swap_s = time.perf_counter() - t0
         time.sleep(1.0)
         done.set()

@@ -1,6 +1,6 @@
 """Vector search: HNSW build time, latency and recall@10 against exact search, unfiltered
 and with filters matching 50%, 10%, 1% and 0.1% of rows, through the product's query path
-(`assetdb.search.service.search_vector` -> `assetdb.search.query.nearest`); and `vector`
+(`assetdb.search.searches.search_vector` -> `assetdb.search.query.nearest`); and `vector`
 against `halfvec` storage (sizes, build time, recall, latency) in benchmark tables.
 
 Data: clustered synthetic 512-d unit vectors (cluster centres plus Gaussian spread), the
@@ -231,7 +231,7 @@ def measure(run: Callable[[np.ndarray], list[int]], queries: np.ndarray,
 
 def product_runner(settings: Any, tag: str | None, id_of_row: np.ndarray):  # noqa: ANN201
     from assetdb.search.filters import Filters
-    from assetdb.search.service import search_vector
+    from assetdb.search.searches import search_vector
 
     filters = Filters(tags_all=[tag] if tag else [])
     row_of_id = {int(i): r for r, i in enumerate(id_of_row)}

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from assetdb.config import Settings
-from assetdb.ingest.service import ingest
+from assetdb.ingest.ingest_files import ingest
 from tests.images import COLORS, noise, solid
 
 # name -> (sidecar fields); the images are solid colours plus a few noise images.

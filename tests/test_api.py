@@ -229,7 +229,7 @@ def test_thumbnail_made_once_cached_with_headers(client, catalogue, initialised)
 
 
 def test_thumbnail_downscales_large_images(initialised, encoder, tmp_path):
-    from assetdb.ingest.service import ingest
+    from assetdb.ingest.ingest_files import ingest
     from tests.images import noise
 
     noise(tmp_path / "big" / "wide.png", seed=3, size=(1200, 600))

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def site(initialised, encoder, tmp_path):
-    from assetdb.ingest.service import ingest
+    from assetdb.ingest.ingest_files import ingest
 
     ids = make_catalogue(initialised, encoder, tmp_path)
     for i in range(22):  # 30 assets in all: more than one page of 24

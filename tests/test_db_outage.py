@@ -108,7 +108,7 @@ def test_cli_search_follows_a_model_switch(initialised, database_url, tmp_path, 
     with it, and never advises a re-embed back to the old model."""
     from assetdb.cli import common
     from assetdb.embedding.encoder import load_encoder
-    from assetdb.ingest.reembed import reembed
+    from assetdb.ingest.model_switch import reembed
 
     for i in range(4):
         noise(tmp_path / "imgs" / f"n{i}.png", seed=i)

@@ -21,7 +21,7 @@ from PIL import Image
 from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.images import REDUCED_MIN_SIDE, load_image, probe
 from assetdb.errors import ImageError
-from assetdb.ingest.service import ingest
+from assetdb.ingest.ingest_files import ingest
 from assetdb.ingest.worker import WorkerOptions, run_worker
 from tests.conftest import run_cli
 from tests.images import noise
@@ -262,7 +262,7 @@ def test_worker_never_stores_a_replaced_files_vector_under_the_old_hash(
 
 def test_ingest_fails_a_file_replaced_after_hashing(
         initialised, database_url, tmp_path, encoder, monkeypatch):
-    import assetdb.ingest.service as service
+    import assetdb.ingest.ingest_files as service
 
     path = noise(tmp_path / "imgs" / "a.png", seed=1)
     keep = noise(tmp_path / "imgs" / "b.png", seed=3)

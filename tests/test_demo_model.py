@@ -30,7 +30,7 @@ def demo_encoder():
 @pytest.fixture(scope="module")
 def demo_db(server_url, tmp_path_factory, demo_encoder):
     """One database for the module: the held-out catalogue ingested with the demo model."""
-    from assetdb.ingest.service import ingest
+    from assetdb.ingest.ingest_files import ingest
 
     name = f"demo{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -65,7 +65,7 @@ def test_shipped_model_is_small_and_loads_like_any_model(demo_encoder):
 def test_text_queries_return_the_right_shape_and_colour(demo_db, demo_encoder):
     """The issue's bar: >= 90% of the top-5 results of every (colour, shape) query show
     that shape in that colour, on held-out images, through the real database."""
-    from assetdb.search.service import search_text
+    from assetdb.search.searches import search_text
 
     right = total = 0
     worst = []
@@ -89,7 +89,7 @@ def test_full_caption_query_through_the_cli(demo_db):
 
 
 def test_filters_narrow_correctly(demo_db, demo_encoder):
-    from assetdb.search.service import search_text
+    from assetdb.search.searches import search_text
 
     # Metadata filter: every result has the background asked for, and the text still
     # ranks the right shape first among them.
@@ -112,7 +112,7 @@ def test_filters_narrow_correctly(demo_db, demo_encoder):
 
 
 def test_similar_image_search_finds_the_same_shape_and_colour(demo_db, demo_encoder):
-    from assetdb.search.service import search_image
+    from assetdb.search.searches import search_image
 
     # Every (shape, colour) pair once: 48 queries, 144 results (12 queries moved the rate
     # by 0.03 per result; docs/finetune.md has the rate on other seeds).
@@ -139,7 +139,7 @@ def test_zero_shot_accuracy_on_held_out_images(demo_encoder, tmp_path, monkeypat
 
 
 def test_moderation_rule_flags_the_intended_concept(demo_encoder, tmp_path):
-    from assetdb.demo.service import flag_shape
+    from assetdb.demo.walkthrough import flag_shape
     from assetdb.embedding.images import load_image
 
     # 480 images, 80 of each shape: with 16 stars one image moved recall by 0.06.

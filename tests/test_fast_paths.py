@@ -14,7 +14,7 @@ from assetdb.db.engine import connect
 from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.images import load_image
 from assetdb.embedding.preprocess import fit_shortest_edge, shortest_edge_size
-from assetdb.ingest.service import ingest
+from assetdb.ingest.ingest_files import ingest
 
 # Landscape, portrait, square, odd ratios, and one already smaller than the model input.
 SIZES = [(640, 480), (480, 640), (300, 300), (1001, 333), (333, 1001), (24, 20)]

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from assetdb.db.engine import connect
 from assetdb.errors import SidecarError
-from assetdb.ingest.service import ingest
+from assetdb.ingest.ingest_files import ingest
 from tests.conftest import run_cli
 from tests.images import noise, solid
 

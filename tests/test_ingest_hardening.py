@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from assetdb.db.engine import connect
 from assetdb.embedding.images import probe
-from assetdb.ingest import service
-from assetdb.ingest.service import ingest
+from assetdb.ingest import ingest_files as service
+from assetdb.ingest.ingest_files import ingest
 from tests.bad_files import BAD_IMAGES, broken_chunk_png, corrupt_idat_png
 from tests.conftest import run_cli
 from tests.images import noise

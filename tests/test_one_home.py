@@ -139,8 +139,8 @@ def test_one_rule_for_dates_names_and_scalars():
 def test_a_file_and_an_upload_are_classified_by_the_same_rule(encoder, tmp_path):
     from PIL import Image
 
+    from assetdb.classify.labelling import classify_file
     from assetdb.classify.one_image import classify_image
-    from assetdb.classify.service import classify_file
 
     path = tmp_path / "red.png"
     Image.new("RGB", (40, 40), (220, 30, 30)).save(path)

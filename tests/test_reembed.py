@@ -18,9 +18,9 @@ from assetdb.db.engine import connect, get_engine
 from assetdb.embedding.encoder import load_encoder
 from assetdb.embedding.images import load_image
 from assetdb.errors import ModelError
-from assetdb.ingest.reembed import database_model, reembed
+from assetdb.ingest.model_switch import database_model, reembed
 from assetdb.ingest.status import status
-from assetdb.search.service import search_text, similar_to_asset
+from assetdb.search.searches import search_text, similar_to_asset
 from tests.conftest import run_cli
 from tests.images import noise
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from assetdb.embedding.encoder import load_encoder
-from assetdb.ingest.reembed import abort, database_model, reembed
+from assetdb.ingest.model_switch import abort, database_model, reembed
 from assetdb.ingest.status import status
 from tests.conftest import run_cli
 from tests.images import large, noise

@@ -17,7 +17,7 @@ from assetdb.db.engine import connect
 from assetdb.errors import FilterError
 from assetdb.search.filters import build_filters, check_min_similarity
 from assetdb.search.query import explain
-from assetdb.search.service import search_vector, similar_to_asset
+from assetdb.search.searches import search_vector, similar_to_asset
 from tests.conftest import run_cli
 from tests.images import noise, solid
 

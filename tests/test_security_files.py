@@ -18,7 +18,7 @@ from sqlalchemy import text
 from assetdb.api.app import create_app
 from assetdb.api.deps import ApiConfig
 from assetdb.db.engine import connect
-from assetdb.ingest.service import ingest
+from assetdb.ingest.ingest_files import ingest
 from tests.api_support import running_server
 from tests.conftest import run_cli
 from tests.images import noise, solid

@@ -39,7 +39,7 @@ def split_hosts(raw: str | None) -> tuple[str, ...]:
 
 
 def api_config_from_env(extra_hosts: tuple[str, ...] = ()) -> ApiConfig:
-    from assetdb.search.service import MAX_K
+    from assetdb.search.searches import MAX_K
 
     return ApiConfig(
         token=read_setting("ASSETDB_API_TOKEN"),

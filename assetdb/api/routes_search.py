@@ -21,7 +21,7 @@ from assetdb.catalog.assets import browse, get_asset
 from assetdb.errors import FilterError
 from assetdb.search.filters import FILTERS
 from assetdb.search.query import Hit
-from assetdb.search.service import search_image, search_text, similar_to_asset
+from assetdb.search.searches import search_image, search_text, similar_to_asset
 
 router = APIRouter(prefix="/api", tags=["search"])
 

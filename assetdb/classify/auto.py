@@ -14,8 +14,8 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from assetdb.classify import store
+from assetdb.classify.labelling import label_results, moderation_results
 from assetdb.classify.policy import encode_policies
-from assetdb.classify.service import label_results, moderation_results
 from assetdb.classify.zeroshot import probabilities, text_prototypes
 from assetdb.embedding.encoder import Encoder
 

@@ -26,7 +26,7 @@ TEMPLATE_HELP = ("Prompt template with {} where the label goes (repeatable: seve
 
 def _labels_from(labels_opt: tuple[str, ...], label_file: Path | None) -> list[str] | None:
     """The labels of --labels or --label-file (None when neither is given)."""
-    from assetdb.classify.service import read_label_file
+    from assetdb.classify.labelling import read_label_file
     from assetdb.classify.zeroshot import check_labels
     from assetdb.search.filters import split_list
 
@@ -80,7 +80,7 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
       assetdb classify ./photo.jpg --labels cat,dog,car
       assetdb sql "SELECT labels->'animal'->>'label', count(*) FROM classifications GROUP BY 1"
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
     settings = get_settings()
     filters = filters_from(kwargs)
@@ -104,7 +104,7 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
         else:
             template_list = _templates(templates)
         encoder = load_model(settings)
-        rows = service.classify_file(encoder, image, labels or [], template_list)
+        rows = labelling.classify_file(encoder, image, labels or [], template_list)
         if as_json:
             print_json({"uri": str(image.resolve()), "probabilities": rows})
         else:
@@ -122,11 +122,11 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
         common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, keep_results=as_json,
                                       on_total=bar.on_total, progress=bar.update)
         if set_name:
-            report = service.classify_with_set(settings, encoder, set_name, **common)
+            report = labelling.classify_with_set(settings, encoder, set_name, **common)
         else:
-            report = service.classify_catalogue(
+            report = labelling.classify_catalogue(
                 settings, encoder, labels=labels or [], templates=template_list,
-                field=field or service.DEFAULT_FIELD, **common)
+                field=field or labelling.DEFAULT_FIELD, **common)
     if as_json:
         print_json(report.as_dict())
         return
@@ -140,9 +140,9 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
 
 
 def _saved_set(settings: Any, name: str) -> Any:  # noqa: ANN401 - Settings, SavedLabelSet
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    saved = {s.name: s for s in service.list_label_sets(settings)}
+    saved = {s.name: s for s in labelling.list_label_sets(settings)}
     if name not in saved:
         raise AssetdbError(f"no label set named {name!r} (see `assetdb labels list`)")
     return saved[name]
@@ -182,12 +182,12 @@ def labels_add(name: str, labels_opt: tuple[str, ...], label_file: Path | None,
     Example:
       assetdb labels add colours --labels red,green,blue --field colour
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
     chosen = _labels_from(labels_opt, label_file)
     if chosen is None:
         raise AssetdbError("give the labels: --labels 'cat,dog' or --label-file FILE")
-    saved = service.add_label_set(get_settings(), name, chosen, _templates(templates),
+    saved = labelling.add_label_set(get_settings(), name, chosen, _templates(templates),
                                   field=field, enabled=not disabled, replace=replace)
     if as_json:
         print_json(saved.as_dict())
@@ -206,9 +206,9 @@ def labels_list(as_json: bool) -> None:
     Example:
       assetdb labels list --json
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    sets = [s.as_dict() for s in service.list_label_sets(get_settings())]
+    sets = [s.as_dict() for s in labelling.list_label_sets(get_settings())]
     if as_json:
         print_json(sets)
     else:
@@ -225,9 +225,9 @@ def labels_rm(name: str) -> None:
     Example:
       assetdb labels rm colours
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    service.remove_label_set(get_settings(), name)
+    labelling.remove_label_set(get_settings(), name)
     click.echo(f"Removed label set {name!r}.")
 
 
@@ -240,9 +240,9 @@ def labels_enable(name: str) -> None:
     Example:
       assetdb labels enable animals
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    service.enable_label_set(get_settings(), name, True)
+    labelling.enable_label_set(get_settings(), name, True)
     click.echo(f"Label set {name!r} enabled.")
 
 
@@ -255,7 +255,7 @@ def labels_disable(name: str) -> None:
     Example:
       assetdb labels disable animals
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    service.enable_label_set(get_settings(), name, False)
+    labelling.enable_label_set(get_settings(), name, False)
     click.echo(f"Label set {name!r} disabled.")

@@ -11,7 +11,7 @@ import click
 from assetdb.cli.output import print_json
 
 
-def _search_json(search: Any) -> dict[str, Any]:  # noqa: ANN401 - demo.service.Search
+def _search_json(search: Any) -> dict[str, Any]:  # noqa: ANN401 - demo.walkthrough.Search
     return {"title": search.title, "command": search.command, "expected": search.expected,
             "correct": sum(search.correct(h) for h in search.hits),
             "hits": [{**h.as_dict(), "correct": search.correct(h)} for h in search.hits]}
@@ -54,9 +54,9 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
       assetdb demo --home /tmp/assetdb-demo --json
       assetdb demo --stop                # stop the demo's database server
     """
-    from assetdb.demo import service
+    from assetdb.demo import walkthrough
 
-    settings = service.demo_settings(home)
+    settings = walkthrough.demo_settings(home)
     # With its home spelled out: it works in any shell, also after the export it suggests.
     stop_command = f"assetdb demo --stop --home {shlex.quote(str(settings.home))}"
     if stop:
@@ -64,17 +64,17 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
         return
     log = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
     log(f"Starting the embedded PostgreSQL in {settings.home} ...")
-    service.start_server(settings)  # before the model: a bad --home is said at once
-    log(f"Loading the demo model {service.MODEL_DIR} ...")
-    encoder = service.load_demo_model(settings)
-    report = service.prepare(settings, encoder, log)
-    searches = service.text_searches(settings, encoder)
-    similar = service.similar_search(settings)
-    filtered = service.filtered_search(settings, encoder)
-    held_out = service.held_out_images(settings)
-    classified = service.zero_shot(encoder, held_out)
+    walkthrough.start_server(settings)  # before the model: a bad --home is said at once
+    log(f"Loading the demo model {walkthrough.MODEL_DIR} ...")
+    encoder = walkthrough.load_demo_model(settings)
+    report = walkthrough.prepare(settings, encoder, log)
+    searches = walkthrough.text_searches(settings, encoder)
+    similar = walkthrough.similar_search(settings)
+    filtered = walkthrough.filtered_search(settings, encoder)
+    held_out = walkthrough.held_out_images(settings)
+    classified = walkthrough.zero_shot(encoder, held_out)
     accuracy = sum(c.truth == c.predicted for c in classified) / len(classified)
-    rule, stars_flagged, stars, others_flagged = service.moderation(encoder, held_out)
+    rule, stars_flagged, stars, others_flagged = walkthrough.moderation(encoder, held_out)
     env = (f"export ASSETDB_HOME={shlex.quote(str(settings.home))} "
            f"ASSETDB_MODEL={shlex.quote(settings.model)}")
     if as_json:
@@ -83,7 +83,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
             "text_searches": [_search_json(s) for s in searches],
             "similar": _search_json(similar), "filtered": _search_json(filtered),
             "zero_shot": {"images": len(classified), "accuracy": accuracy,
-                          "labels": list(service.shapes.SHAPES),
+                          "labels": list(walkthrough.shapes.SHAPES),
                           "results": [c.__dict__ for c in classified]},
             "moderation": {"concept": rule.name, "threshold": rule.threshold,
                            "flagged_of_concept": stars_flagged, "concept_images": stars,
@@ -102,10 +102,10 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     _print_search(n + 1, similar)
     _print_search(n + 2, filtered)
     click.echo(f"\n{n + 3}. Zero-shot classification of {len(classified)} new images into "
-               f"{len(service.shapes.SHAPES)} shapes ({', '.join(service.shapes.SHAPES)}), "
-               f"prompts {' | '.join(service.shapes.SHAPE_TEMPLATES)}")
+               f"{len(walkthrough.shapes.SHAPES)} shapes ({', '.join(walkthrough.shapes.SHAPES)}), "
+               f"prompts {' | '.join(walkthrough.shapes.SHAPE_TEMPLATES)}")
     click.echo(f"   accuracy {accuracy:.3f}; a sample:")
-    for c in service.sample_rows(classified):
+    for c in walkthrough.sample_rows(classified):
         mark = "✓" if c.truth == c.predicted else "✗"
         click.echo(f"   {mark} {c.file:<24} true {c.truth:<8} predicted {c.predicted:<8} "
                    f"p={c.probability:.2f}")
@@ -119,7 +119,7 @@ Try next (in this shell):
   assetdb search "a purple star on a yellow background" -k 5
   assetdb search "a large white circle" --tag large --json
   assetdb similar {similar.hits[0].id if similar.hits else 1} -k 5
-  assetdb eval --folder {shlex.quote(str(service.held_out_folder(settings)))} \
+  assetdb eval --folder {shlex.quote(str(walkthrough.held_out_folder(settings)))} \
 --template 'a photo of a {{}}.' --template 'a {{}}'
   assetdb serve                      # the web page and HTTP API
   assetdb sql "SELECT title, metadata->>'shape' AS shape FROM assets LIMIT 5"

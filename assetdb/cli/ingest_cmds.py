@@ -46,7 +46,7 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
       assetdb ingest ~/Pictures --recursive
       assetdb ingest 'shoots/2024-*/*.jpg' --metadata captions.csv
     """
-    from assetdb.ingest.service import ingest as run_ingest
+    from assetdb.ingest.ingest_files import ingest as run_ingest
 
     settings = get_settings()
     _refuse_if_nothing_exists(paths, recursive)

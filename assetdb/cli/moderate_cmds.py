@@ -22,18 +22,18 @@ from assetdb.errors import AssetdbError
 
 def _policies(settings: Any, values: tuple[str, ...]) -> list[Any]:
     """--policy values: policy files, or names of stored policies; none: the stored ones."""
-    from assetdb.classify import service
+    from assetdb.classify import labelling
     from assetdb.classify.policy import load_policy_file
 
     if not values:
-        return service.stored_policies(settings)
+        return labelling.stored_policies(settings)
     out = []
     for value in values:
         path = Path(value).expanduser()
         if path.exists() or path.suffix.lower() in (".toml", ".yaml", ".yml"):
             out.append(load_policy_file(path))
         else:
-            out.append(service.get_policy(settings, value))
+            out.append(labelling.get_policy(settings, value))
     return out
 
 
@@ -103,7 +103,7 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
       assetdb policies add policy.toml --replace && assetdb moderate --apply
       assetdb search "beach" --include-hidden --json       # hidden assets too
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
     settings = get_settings()
     filters = filters_from(kwargs)
@@ -113,7 +113,7 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
     policies = _policies(settings, policy_values)
     encoder = load_model(settings, meta=meta)
     if calibrate:
-        entries = service.calibrate(settings, encoder, policies, filters=filters, bins=bins)
+        entries = labelling.calibrate(settings, encoder, policies, filters=filters, bins=bins)
         if as_json:
             print_json(entries)
             return
@@ -130,7 +130,7 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
         return
 
     with LazyProgress("moderate", unit="asset") as bar:
-        report = service.moderate(settings, encoder, policies, filters=filters, apply=apply,
+        report = labelling.moderate(settings, encoder, policies, filters=filters, apply=apply,
                                   on_total=bar.on_total, progress=bar.update)
     if as_json:
         print_json(report.as_dict())
@@ -176,11 +176,11 @@ def policies_add(file: Path, name: str | None, disabled: bool, replace: bool) ->
     Example:
       assetdb policies add strict.toml --name default
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
     from assetdb.classify.policy import load_policy_file
 
     policy = load_policy_file(file, name=name)
-    service.save_policy(get_settings(), policy, enabled=not disabled, replace=replace)
+    labelling.save_policy(get_settings(), policy, enabled=not disabled, replace=replace)
     state = "disabled" if disabled else "enabled at ingest"
     click.echo(f"Stored policy {policy.name!r} ({len(policy.rules)} rules, {state}).")
 
@@ -194,9 +194,9 @@ def policies_list(as_json: bool) -> None:
     Example:
       assetdb policies list --json
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    stored = service.list_policies(get_settings())
+    stored = labelling.list_policies(get_settings())
     if as_json:
         print_json([{**p.as_dict(), "enabled": enabled} for p, enabled in stored])
         return
@@ -217,9 +217,9 @@ def policies_show(name: str) -> None:
     Example:
       assetdb policies show default
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    print_json(service.get_policy(get_settings(), name).as_dict())
+    print_json(labelling.get_policy(get_settings(), name).as_dict())
 
 
 @policies.command("rm")
@@ -231,9 +231,9 @@ def policies_rm(name: str) -> None:
     Example:
       assetdb policies rm default
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    service.remove_policy(get_settings(), name)
+    labelling.remove_policy(get_settings(), name)
     click.echo(f"Removed policy {name!r}.")
 
 
@@ -246,9 +246,9 @@ def policies_enable(name: str) -> None:
     Example:
       assetdb policies enable default
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    service.enable_policy(get_settings(), name, True)
+    labelling.enable_policy(get_settings(), name, True)
     click.echo(f"Policy {name!r} enabled.")
 
 
@@ -261,7 +261,7 @@ def policies_disable(name: str) -> None:
     Example:
       assetdb policies disable default
     """
-    from assetdb.classify import service
+    from assetdb.classify import labelling
 
-    service.enable_policy(get_settings(), name, False)
+    labelling.enable_policy(get_settings(), name, False)
     click.echo(f"Policy {name!r} disabled.")

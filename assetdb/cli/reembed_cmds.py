@@ -53,11 +53,11 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
       assetdb reembed --abort
     """
     from assetdb.cli.signals import stop_on_signals
-    from assetdb.ingest import reembed as service
+    from assetdb.ingest import model_switch
 
     settings = get_settings()
     if abort:
-        out = service.abort(settings)
+        out = model_switch.abort(settings)
         if as_json:
             print_json(out)
         else:
@@ -69,7 +69,7 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
     encoder = load_model(settings, model or meta["model"])
     with (stop_on_signals("stopping after the current batch; run again to resume") as stop,
           LazyProgress("re-embed", unit="asset") as bar):
-        report = service.reembed(
+        report = model_switch.reembed(
             settings, encoder, filters=filters, batch_size=batch_size, stop=stop,
             progress=bar.update, on_total=bar.on_total)
     if report.aborted:

@@ -59,7 +59,7 @@ def search(text: str, k: int, min_similarity: float | None, as_json: bool,
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
 
     def run(encoder: object) -> list:
-        from assetdb.search.service import search_text
+        from assetdb.search.searches import search_text
 
         return search_text(settings, encoder, text, k=k, filters=filters,
                            min_similarity=min_similarity)
@@ -90,7 +90,7 @@ def similar(target: str, k: int, min_similarity: float | None, as_json: bool,
     filters = filters_from(kwargs)
     check_min_similarity(min_similarity)  # answered before the model loads
     if target.isdigit() and not Path(target).exists():
-        from assetdb.search.service import similar_to_asset
+        from assetdb.search.searches import similar_to_asset
 
         _show(similar_to_asset(settings, int(target), k=k, filters=filters,
                                min_similarity=min_similarity), as_json)
@@ -101,7 +101,7 @@ def similar(target: str, k: int, min_similarity: float | None, as_json: bool,
     meta = catalogue_meta(settings)
 
     def run(encoder: object) -> list:
-        from assetdb.search.service import search_image
+        from assetdb.search.searches import search_image
 
         return search_image(settings, encoder, path, k=k, filters=filters,
                             min_similarity=min_similarity)

@@ -11,7 +11,7 @@ from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.ingest.heartbeat import DEAD_AFTER_S, pid_alive
-from assetdb.ingest.reembed import runner_alive, running_job, shadow_type
+from assetdb.ingest.model_switch import runner_alive, running_job, shadow_type
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:

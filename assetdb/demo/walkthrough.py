@@ -24,10 +24,10 @@ from assetdb.demo import MODEL_DIR, shapes
 from assetdb.embedding.encoder import Encoder, load_encoder
 from assetdb.embedding.images import load_image
 from assetdb.errors import AssetdbError
-from assetdb.ingest.service import IngestReport, ingest
+from assetdb.ingest.ingest_files import IngestReport, ingest
 from assetdb.search.filters import Filters
 from assetdb.search.query import Hit
-from assetdb.search.service import search_text, similar_to_asset
+from assetdb.search.searches import search_text, similar_to_asset
 
 CATALOGUE_SIZE = 288  # 6 images of each (shape, colour) pair
 HELD_OUT_SIZE = 96
