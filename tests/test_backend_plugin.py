@@ -20,6 +20,7 @@ from assetdb.embedding.encoder import (
 )
 from assetdb.errors import ModelError
 from tests.conftest import run_cli
+from tests.plugin_support import install_plugin
 
 PLUGIN = textwrap.dedent('''
     """A colour "model": images embed as their mean colour, texts as the colours named."""
@@ -63,16 +64,9 @@ PLUGIN = textwrap.dedent('''
 
 @pytest.fixture
 def colour_plugin(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "assetdb_colour_backend.py").write_text(PLUGIN)
-    info = site / "assetdb_colour_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: assetdb-colour-backend\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[assetdb.backends]\ncolour = assetdb_colour_backend:backend\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(tmp_path / "site", monkeypatch, dist="assetdb-colour-backend",
+                   group="assetdb.backends", entry="colour = assetdb_colour_backend:backend",
+                   module="assetdb_colour_backend", source=PLUGIN)
     registry.reload_plugins()
     yield
     registry.reload_plugins()
@@ -104,13 +98,8 @@ def test_builtin_backend_still_loads_directories(tiny_model_dir):
 
 
 def test_broken_plugin_is_a_clear_error(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    (site / "broken-0.1.dist-info").mkdir(parents=True)
-    (site / "broken-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
-    (site / "broken-0.1.dist-info" / "entry_points.txt").write_text(
-        "[assetdb.backends]\nbroken = no_such_module_here:backend\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(tmp_path / "site", monkeypatch, dist="broken", group="assetdb.backends",
+                   entry="broken = no_such_module_here:backend")
     registry.reload_plugins()
     try:
         with pytest.raises(ModelError, match="plugin 'broken'"):

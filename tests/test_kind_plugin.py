@@ -24,6 +24,7 @@ from assetdb.kinds import registry
 from assetdb.search.filters import build_filters
 from tests.conftest import run_cli
 from tests.images import noise
+from tests.plugin_support import install_plugin
 
 PLUGIN = textwrap.dedent('''
     """A toy kind: a .swatch file names a colour ("SWATCH red") and shows as a square of it."""
@@ -69,16 +70,9 @@ BASE_URL = "http://127.0.0.1:8000"  # the API answers loopback Host names only
 
 @pytest.fixture
 def swatch_plugin(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "assetdb_swatch_kind.py").write_text(PLUGIN)
-    info = site / "assetdb_swatch_kind-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: assetdb-swatch-kind\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[assetdb.kinds]\nswatch = assetdb_swatch_kind:kind\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(tmp_path / "site", monkeypatch, dist="assetdb-swatch-kind",
+                   group="assetdb.kinds", entry="swatch = assetdb_swatch_kind:kind",
+                   module="assetdb_swatch_kind", source=PLUGIN)
     registry.reload_plugins()
     yield
     registry.reload_plugins()
@@ -169,12 +163,8 @@ def test_inline_serving_stays_raster_only_whatever_a_kind_declares():
 
 def test_broken_kind_plugin_is_a_clear_error(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    (site / "broken-0.1.dist-info").mkdir(parents=True)
-    (site / "broken-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
-    (site / "broken-0.1.dist-info" / "entry_points.txt").write_text(
-        "[assetdb.kinds]\nbroken = no_such_module_here:kind\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(site, monkeypatch, dist="broken", group="assetdb.kinds",
+                   entry="broken = no_such_module_here:kind")
     registry.reload_plugins()
     try:
         with pytest.raises(AssetdbError, match="asset kind plugin 'broken'"):

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
 from assetdb.errors import ModelError
+from assetdb.plugins import Registry
 
 ENTRY_POINT_GROUP = "assetdb.backends"
 
@@ -40,39 +40,14 @@ def _sentence_transformers_clip() -> Backend:
     return Backend("sentence-transformers-clip", lambda _model: True, load)
 
 
-_registered: list[Backend] = []
-_plugins: list[Backend] | None = None
-
-
-def register(backend: Backend) -> None:
-    """Register a backend from code (tests, notebooks); entry points need no call."""
-    _registered.insert(0, backend)
-
-
-def _load_plugins() -> list[Backend]:
-    global _plugins
-    if _plugins is None:
-        found: list[Backend] = []
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                made = ep.load()()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide others
-                raise ModelError(f"the model backend plugin {ep.name!r} ({ep.value}) failed "
-                                 f"to load: {exc}") from None
-            found.extend(made if isinstance(made, list | tuple) else [made])
-        _plugins = found
-    return _plugins
-
-
-def reload_plugins() -> None:
-    """Forget discovered entry points (after installing a plugin in this process)."""
-    global _plugins
-    _plugins = None
+_REGISTRY: Registry[Backend] = Registry(ENTRY_POINT_GROUP, "model backend", ModelError)
+register = _REGISTRY.register  # from code (tests, notebooks); entry points need no call
+reload_plugins = _REGISTRY.reload_plugins
 
 
 def backends() -> list[Backend]:
     """Every backend, in the order they are asked: registered, plugins, built-in."""
-    return [*_registered, *_load_plugins(), _sentence_transformers_clip()]
+    return [*_REGISTRY.registered, *_REGISTRY.plugins(), _sentence_transformers_clip()]
 
 
 def backend_for(model: str) -> Backend:

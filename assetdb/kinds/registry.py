@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from PIL import Image
 
 from assetdb.errors import AssetdbError
+from assetdb.plugins import Registry
 
 ENTRY_POINT_GROUP = "assetdb.kinds"
 
@@ -108,39 +108,10 @@ class DecodedKind:
         yield Frame(self.decode(source, min_size), None)
 
 
-_registered: list[Kind] = []
-_plugins: list[Kind] | None = None
-
-
-def register(kind: Kind) -> None:
-    """Register a kind from code (tests, notebooks); entry points need no call."""
-    _registered.insert(0, kind)
-
-
-def unregister(kind: Kind) -> None:
-    if kind in _registered:
-        _registered.remove(kind)
-
-
-def _load_plugins() -> list[Kind]:
-    global _plugins
-    if _plugins is None:
-        found: list[Kind] = []
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                made = ep.load()()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide others
-                raise AssetdbError(f"the asset kind plugin {ep.name!r} ({ep.value}) failed "
-                                   f"to load: {exc}") from None
-            found.extend(made if isinstance(made, list | tuple) else [made])
-        _plugins = found
-    return _plugins
-
-
-def reload_plugins() -> None:
-    """Forget discovered entry points (after installing a plugin in this process)."""
-    global _plugins
-    _plugins = None
+_REGISTRY: Registry[Kind] = Registry(ENTRY_POINT_GROUP, "asset kind", AssetdbError)
+register = _REGISTRY.register  # from code (tests, notebooks); entry points need no call
+unregister = _REGISTRY.unregister
+reload_plugins = _REGISTRY.reload_plugins
 
 
 def _builtin() -> list[Kind]:
@@ -151,7 +122,7 @@ def _builtin() -> list[Kind]:
 
 def kinds() -> list[Kind]:
     """Every kind, in the order they are asked: registered, plugins, built-in."""
-    return [*_registered, *_load_plugins(), *_builtin()]
+    return [*_REGISTRY.registered, *_REGISTRY.plugins(), *_builtin()]
 
 
 def kind_for_path(path: str | Path) -> Kind | None:
@@ -176,7 +147,7 @@ def kind_for_file(path: str | Path, recorded: str | None = None) -> Kind:
 def kind_names() -> tuple[str, ...]:
     """The kinds filter's choices: built-in names first, then those plugins add."""
     names: dict[str, None] = {}
-    for kind in [*_builtin(), *_load_plugins(), *reversed(_registered)]:
+    for kind in [*_builtin(), *_REGISTRY.plugins(), *reversed(_REGISTRY.registered)]:
         names.update(dict.fromkeys(kind.names))
     return tuple(names)
 
