@@ -64,16 +64,15 @@ def bench_database(home: Path, name: str) -> Iterator[str]:
 
 
 def init_database(url: str, model: str, dim: int) -> None:
-    """What `assetdb init` does, for a model name and dimension."""
+    """`assetdb init` (through the Catalog), for a model name and dimension."""
+    from types import SimpleNamespace
+
+    from assetdb.catalog.catalogue import Catalog
     from assetdb.config import Settings
-    from assetdb.db import schema
-    from assetdb.db.engine import connect, reset_engines
 
     os.environ["ASSETDB_DATABASE_URL"] = url
     os.environ["ASSETDB_MODEL"] = model
-    with connect(Settings.from_env()) as conn:
-        schema.upgrade(conn, model, dim)
-    reset_engines()  # reconnect so pgvector's types get registered
+    Catalog(Settings.from_env()).init(lambda: SimpleNamespace(name=model, dimension=dim))
 
 
 def percentile(values: Sequence[float], p: float) -> float:

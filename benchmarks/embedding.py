@@ -103,17 +103,17 @@ def model_only(encoder: Any, count: int, batch: int) -> dict[str, Any]:
 def end_to_end(encoder: Any, paths: list[Path], home: Path) -> dict[str, Any]:
     from sqlalchemy import text
 
+    from assetdb.catalog.catalogue import Catalog
     from assetdb.config import Settings
     from assetdb.db.engine import connect, reset_engines
-    from assetdb.ingest.ingest_files import ingest
 
     with bench_database(home, "bench_embed") as url:
         init_database(url, encoder.name, encoder.dimension)
         settings = Settings.from_env()
         marks: list[float] = []
         start = time.perf_counter()
-        rep = ingest(settings, [str(p) for p in paths], encoder=encoder,
-                     progress=lambda n: marks.append(time.perf_counter()))
+        rep = Catalog(settings).ingest([str(p) for p in paths], encoder=encoder,
+                                       progress=lambda n: marks.append(time.perf_counter()))
         total = time.perf_counter() - start
         with connect(settings) as conn:
             ready = conn.execute(text("SELECT count(*) FROM assets WHERE status = 'ready'"))

@@ -87,11 +87,11 @@ def main() -> None:
     ]
     result["startup"] = startup
 
+    from assetdb.catalog.catalogue import Catalog
     from assetdb.config import Settings
     from assetdb.db import embedded
     from assetdb.db.engine import reset_engines
     from assetdb.embedding.encoder import canonical_model_name, load_encoder
-    from assetdb.search.searches import search_text, search_vector
 
     with tempfile.TemporaryDirectory(prefix="assetdb-qbench-") as tmp:
         home = Path(tmp)
@@ -110,12 +110,12 @@ def main() -> None:
                 settings = Settings.from_env()
                 with Timer() as t_load:
                     encoder = load_encoder(model)
-                search_text(settings, encoder, QUERIES[0], k=10)  # warm connection + caches
+                Catalog(settings).search_text(encoder, QUERIES[0], k=10)  # warm connection + caches
                 total, encode, sql = [], [], []
                 for i in range(args.warm_queries):
                     q = QUERIES[i % len(QUERIES)] + f" {i}"
                     with Timer() as t:
-                        hits = search_text(settings, encoder, q, k=10)
+                        hits = Catalog(settings).search_text(encoder, q, k=10)
                     total.append(t.seconds * 1000)
                     if len(hits) != 10:
                         raise SystemExit(f"expected 10 hits, got {len(hits)}")
@@ -123,7 +123,7 @@ def main() -> None:
                         vec = encoder.encode_texts([q])[0]
                     encode.append(t.seconds * 1000)
                     with Timer() as t:
-                        search_vector(settings, vec, k=10)
+                        Catalog(settings).search_vector(vec, k=10)
                     sql.append(t.seconds * 1000)
         finally:
             reset_engines()

@@ -41,11 +41,11 @@ def main() -> None:
     ap.add_argument("--new-dim", type=int, default=768)
     args = ap.parse_args()
 
+    from assetdb.catalog.catalogue import Catalog
     from assetdb.config import Settings
     from assetdb.db import embedded, schema
     from assetdb.db.engine import connect, libpq_url, reset_engines
     from assetdb.ingest import model_switch
-    from assetdb.search.searches import similar_to_asset
 
     home = None
     if not os.environ.get("ASSETDB_DATABASE_URL"):
@@ -90,7 +90,7 @@ def main() -> None:
             while not done.is_set():
                 t = time.perf_counter()
                 try:
-                    hits = similar_to_asset(exact, 1, k=10)
+                    hits = Catalog(exact).similar(1, k=10)
                     if len(hits) != 10:
                         failures.append(f"{len(hits)} hits")
                 except Exception as exc:  # noqa: BLE001 - counted and reported

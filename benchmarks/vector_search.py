@@ -230,14 +230,14 @@ def measure(run: Callable[[np.ndarray], list[int]], queries: np.ndarray,
 
 
 def product_runner(settings: Any, tag: str | None, id_of_row: np.ndarray):  # noqa: ANN201
+    from assetdb.catalog.catalogue import Catalog
     from assetdb.search.filters import Filters
-    from assetdb.search.searches import search_vector
 
     filters = Filters(tags_all=[tag] if tag else [])
     row_of_id = {int(i): r for r, i in enumerate(id_of_row)}
 
     def run(q: np.ndarray) -> list[int]:
-        return [row_of_id[h.id] for h in search_vector(settings, q, k=K, filters=filters)]
+        return [row_of_id[h.id] for h in Catalog(settings).search_vector(q, k=K, filters=filters)]
 
     return run
 

@@ -18,10 +18,10 @@ from assetdb.api.deps import (
     read_image_upload,
 )
 from assetdb.catalog.assets import browse, get_asset
+from assetdb.catalog.catalogue import Catalog
 from assetdb.errors import FilterError
 from assetdb.search.filters import FILTERS
 from assetdb.search.query import Hit
-from assetdb.search.searches import search_image, search_text, similar_to_asset
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -78,8 +78,9 @@ def text_search(
     k, _ = _window(config.max_results, offset, limit)
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
-    return _page(search_text(settings, encoder, q, k=k, filters=filters,
-                             min_similarity=min_similarity),
+    hits = Catalog(settings).search_text(encoder, q, k=k, filters=filters,
+                                         min_similarity=min_similarity)
+    return _page(hits,
                  config.max_results, offset, limit)
 
 
@@ -96,8 +97,9 @@ def image_search(
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
     k, _ = _window(config.max_results, offset, limit)
-    return _page(search_image(settings, encoder, image, k=k, filters=filters,
-                              min_similarity=min_similarity),
+    hits = Catalog(settings).search_image(encoder, image, k=k, filters=filters,
+                                          min_similarity=min_similarity)
+    return _page(hits,
                  config.max_results, offset, limit)
 
 
@@ -112,8 +114,9 @@ def similar(
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
     k, _ = _window(config.max_results, offset, limit)
-    return _page(similar_to_asset(settings, asset_id, k=k, filters=filters,
-                                  min_similarity=min_similarity),
+    hits = Catalog(settings).similar(asset_id, k=k, filters=filters,
+                                     min_similarity=min_similarity)
+    return _page(hits,
                  config.max_results, offset, limit)
 
 

@@ -2,20 +2,26 @@
 its vectors come from, and the rules that keep the two together.
 
 Like sqlite-utils' `Database` or llm's `Collection`, it is what the surfaces hold: the
-CLI, the API and the demo ask it for connections, `init`, the recorded model and the
-encoder to use, so that every surface searches with the same model by the same rule.
+CLI, the API, the demo and the benchmarks ask it for connections, `init`, the recorded
+model and the encoder to use (so every surface searches with the same model by the same
+rule), and run the services through it: ingest, the searches, export, re-embedding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assetdb.config import Settings
-from assetdb.embedding.encoder import Encoder
+
+if TYPE_CHECKING:  # light to import: commands hold a Catalog before any heavy work
+    import numpy as np
+    from PIL import Image
+    from sqlalchemy import Connection
+
+    from assetdb.embedding.encoder import Encoder
 
 
 class Catalog:
@@ -78,3 +84,49 @@ class Catalog:
         from assetdb.catalog.stats import catalogue_stats
 
         return catalogue_stats(self.settings)
+
+    # --- the services, with this catalogue's settings -------------------------------
+
+    def ingest(self, paths: list[str] | tuple[str, ...], **options: Any) -> Any:
+        """Scan, register and embed files (assetdb.ingest.ingest_files.ingest)."""
+        from assetdb.ingest.ingest_files import ingest
+
+        return ingest(self.settings, list(paths), **options)
+
+    def search_text(self, encoder: Encoder, text: str, **options: Any) -> list[Any]:
+        from assetdb.search.searches import search_text
+
+        return search_text(self.settings, encoder, text, **options)
+
+    def search_image(self, encoder: Encoder, image: Path | Image.Image,
+                     **options: Any) -> list[Any]:
+        from assetdb.search.searches import search_image
+
+        return search_image(self.settings, encoder, image, **options)
+
+    def search_vector(self, vector: np.ndarray, **options: Any) -> list[Any]:
+        from assetdb.search.searches import search_vector
+
+        return search_vector(self.settings, vector, **options)
+
+    def similar(self, asset_id: int, **options: Any) -> list[Any]:
+        """Assets like a catalogued one, by its stored vector (no model needed)."""
+        from assetdb.search.searches import similar_to_asset
+
+        return similar_to_asset(self.settings, asset_id, **options)
+
+    def export(self, filters: Any, fmt: str, out: Path, **options: Any) -> Any:
+        from assetdb.sqlsurface.export import export
+
+        return export(self.settings, filters, fmt, out, **options)
+
+    def reembed(self, encoder: Encoder, **options: Any) -> Any:
+        """Re-embed in place, or move to another model with one atomic switch."""
+        from assetdb.ingest.model_switch import reembed
+
+        return reembed(self.settings, encoder, **options)
+
+    def abort_reembed(self) -> dict[str, Any]:
+        from assetdb.ingest.model_switch import abort
+
+        return abort(self.settings)

@@ -40,13 +40,14 @@ def export(fmt: str, out: Path, force: bool, as_json: bool, **kwargs: object) ->
       assetdb export --format npy --out vectors.npy --force        # replace vectors.csv
       duckdb -c "SELECT id, uri FROM 'assets.parquet' LIMIT 5"
     """
-    from assetdb.sqlsurface.export import export as run_export
+    from assetdb.catalog.catalogue import Catalog
 
     settings = get_settings()
     filters = filters_from(kwargs)
     with LazyProgress("export", unit="row") as bar:
-        report = run_export(settings, filters, fmt, out.expanduser(), on_total=bar.on_total,
-                            progress=bar.update, force=force)
+        report = Catalog(settings).export(filters, fmt, out.expanduser(),
+                                          on_total=bar.on_total, progress=bar.update,
+                                          force=force)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -46,14 +46,14 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
       assetdb ingest ~/Pictures --recursive
       assetdb ingest 'shoots/2024-*/*.jpg' --metadata captions.csv
     """
-    from assetdb.ingest.ingest_files import ingest as run_ingest
+    from assetdb.catalog.catalogue import Catalog
 
     settings = get_settings()
     _refuse_if_nothing_exists(paths, recursive)
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
     with LazyProgress("ingest") as bar:
-        report = run_ingest(
-            settings, paths, recursive=recursive, follow_symlinks=follow_symlinks,
+        report = Catalog(settings).ingest(
+            paths, recursive=recursive, follow_symlinks=follow_symlinks,
             metadata_file=metadata_file, load_encoder=lambda: load_model(settings, meta=meta),
             embed=not no_embed, progress=bar.update, on_total=bar.on_total,
         )

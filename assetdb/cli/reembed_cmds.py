@@ -52,12 +52,13 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
       assetdb reembed --tag product          # same model, a subset
       assetdb reembed --abort
     """
+    from assetdb.catalog.catalogue import Catalog
     from assetdb.cli.signals import stop_on_signals
-    from assetdb.ingest import model_switch
 
     settings = get_settings()
+    catalogue = Catalog(settings)
     if abort:
-        out = model_switch.abort(settings)
+        out = catalogue.abort_reembed()
         if as_json:
             print_json(out)
         else:
@@ -69,8 +70,8 @@ def reembed(model: str | None, batch_size: int | None, abort: bool, as_json: boo
     encoder = load_model(settings, model or meta["model"])
     with (stop_on_signals("stopping after the current batch; run again to resume") as stop,
           LazyProgress("re-embed", unit="asset") as bar):
-        report = model_switch.reembed(
-            settings, encoder, filters=filters, batch_size=batch_size, stop=stop,
+        report = catalogue.reembed(
+            encoder, filters=filters, batch_size=batch_size, stop=stop,
             progress=bar.update, on_total=bar.on_total)
     if report.aborted:
         click.echo("the re-embed was aborted by another process (`assetdb reembed --abort`); "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from assetdb.catalog.catalogue import Catalog
 from assetdb.cli.common import (
     FilteredCommand,
     catalogue_meta,
@@ -59,10 +60,8 @@ def search(text: str, k: int, min_similarity: float | None, as_json: bool,
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
 
     def run(encoder: object) -> list:
-        from assetdb.search.searches import search_text
-
-        return search_text(settings, encoder, text, k=k, filters=filters,
-                           min_similarity=min_similarity)
+        return Catalog(settings).search_text(encoder, text, k=k, filters=filters,
+                                             min_similarity=min_similarity)
 
     _show(with_model(settings, meta, run), as_json)
 
@@ -90,10 +89,8 @@ def similar(target: str, k: int, min_similarity: float | None, as_json: bool,
     filters = filters_from(kwargs)
     check_min_similarity(min_similarity)  # answered before the model loads
     if target.isdigit() and not Path(target).exists():
-        from assetdb.search.searches import similar_to_asset
-
-        _show(similar_to_asset(settings, int(target), k=k, filters=filters,
-                               min_similarity=min_similarity), as_json)
+        _show(Catalog(settings).similar(int(target), k=k, filters=filters,
+                                        min_similarity=min_similarity), as_json)
         return
     path = Path(target).expanduser()
     if not path.is_file():
@@ -101,9 +98,7 @@ def similar(target: str, k: int, min_similarity: float | None, as_json: bool,
     meta = catalogue_meta(settings)
 
     def run(encoder: object) -> list:
-        from assetdb.search.searches import search_image
-
-        return search_image(settings, encoder, path, k=k, filters=filters,
-                            min_similarity=min_similarity)
+        return Catalog(settings).search_image(encoder, path, k=k, filters=filters,
+                                              min_similarity=min_similarity)
 
     _show(with_model(settings, meta, run), as_json)
