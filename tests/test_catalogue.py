@@ -50,3 +50,27 @@ def test_nothing_outside_db_resets_engines():
     offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                  if p.parent.name != "db" and re.search(r"\breset_engines\(", p.read_text())]
     assert offenders == []
+
+
+def test_the_services_run_through_the_catalogue(initialised, encoder, tmp_path):
+    from PIL import Image
+
+    from assetdb.search.filters import Filters
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name, rgb in (("red", (230, 10, 10)), ("blue", (5, 5, 240))):
+        Image.new("RGB", (40, 30), rgb).save(folder / f"{name}.png")
+    catalogue = Catalog(initialised)
+    report = catalogue.ingest([str(folder)], encoder=encoder)
+    assert report.ingested == 2 and report.failed == 0
+    hits = catalogue.search_text(encoder, "red", k=2)
+    assert len(hits) == 2
+    assert len(catalogue.search_image(encoder, folder / "red.png", k=2)) == 2
+    first = hits[0].id
+    assert [h.id for h in catalogue.similar(first, k=5)] == [h.id for h in hits if h.id != first]
+    only_red = catalogue.search_text(encoder, "red", k=2,
+                                     filters=Filters(tags_all=["no-such-tag"]))
+    assert only_red == []
+    out = catalogue.export(Filters(), "csv", tmp_path / "assets.csv")
+    assert out.rows == 2
