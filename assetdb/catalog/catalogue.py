@@ -130,3 +130,24 @@ class Catalog:
         from assetdb.ingest.model_switch import abort
 
         return abort(self.settings)
+
+    def classify(self, encoder: Encoder, *, label_set: str | None = None,
+                 **options: Any) -> Any:
+        """Zero-shot labels for the catalogue: given labels, or a saved label set."""
+        from assetdb.classify import labelling
+
+        if label_set is not None:
+            return labelling.classify_with_set(self.settings, encoder, label_set, **options)
+        return labelling.classify_catalogue(self.settings, encoder, **options)
+
+    def moderate(self, encoder: Encoder, policies: Any, **options: Any) -> Any:
+        """Score the catalogue against moderation policies; flag or hide with apply=True."""
+        from assetdb.classify import labelling
+
+        return labelling.moderate(self.settings, encoder, policies, **options)
+
+    def calibrate(self, encoder: Encoder, policies: Any, **options: Any) -> Any:
+        """Each rule's score distribution over the catalogue, to choose thresholds."""
+        from assetdb.classify import labelling
+
+        return labelling.calibrate(self.settings, encoder, policies, **options)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from assetdb.catalog.catalogue import Catalog
 from assetdb.cli.common import (
     FilteredCommand,
     catalogue_meta,
@@ -121,12 +122,12 @@ def classify(image: Path | None, labels_opt: tuple[str, ...], label_file: Path |
     with LazyProgress("classify", unit="asset") as bar:
         common: dict[str, Any] = dict(filters=filters, dry_run=dry_run, keep_results=as_json,
                                       on_total=bar.on_total, progress=bar.update)
+        catalogue = Catalog(settings)
         if set_name:
-            report = labelling.classify_with_set(settings, encoder, set_name, **common)
+            report = catalogue.classify(encoder, label_set=set_name, **common)
         else:
-            report = labelling.classify_catalogue(
-                settings, encoder, labels=labels or [], templates=template_list,
-                field=field or labelling.DEFAULT_FIELD, **common)
+            report = catalogue.classify(encoder, labels=labels or [], templates=template_list,
+                                        field=field or labelling.DEFAULT_FIELD, **common)
     if as_json:
         print_json(report.as_dict())
         return

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from assetdb.catalog.catalogue import Catalog
 from assetdb.cli.common import (
     FilteredCommand,
     catalogue_meta,
@@ -103,7 +104,6 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
       assetdb policies add policy.toml --replace && assetdb moderate --apply
       assetdb search "beach" --include-hidden --json       # hidden assets too
     """
-    from assetdb.classify import labelling
 
     settings = get_settings()
     filters = filters_from(kwargs)
@@ -113,7 +113,7 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
     policies = _policies(settings, policy_values)
     encoder = load_model(settings, meta=meta)
     if calibrate:
-        entries = labelling.calibrate(settings, encoder, policies, filters=filters, bins=bins)
+        entries = Catalog(settings).calibrate(encoder, policies, filters=filters, bins=bins)
         if as_json:
             print_json(entries)
             return
@@ -130,8 +130,8 @@ def moderate(policy_values: tuple[str, ...], apply: bool, calibrate: bool, bins:
         return
 
     with LazyProgress("moderate", unit="asset") as bar:
-        report = labelling.moderate(settings, encoder, policies, filters=filters, apply=apply,
-                                  on_total=bar.on_total, progress=bar.update)
+        report = Catalog(settings).moderate(encoder, policies, filters=filters, apply=apply,
+                                            on_total=bar.on_total, progress=bar.update)
     if as_json:
         print_json(report.as_dict())
         return
