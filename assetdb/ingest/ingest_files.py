@@ -96,6 +96,14 @@ def _inspect(path: Path) -> _File:
     return item
 
 
+# What a sidecar entry sets on a row (a field it leaves out keeps the stored value): one
+# fragment for the upsert, the metadata-only update and the claimed write.
+_SIDECAR_SET = """
+        title = COALESCE(CAST(:title AS text), a.title),
+        description = COALESCE(CAST(:description AS text), a.description),
+        tags = COALESCE(CAST(:tags AS text[]), a.tags),
+        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),"""
+
 _UPSERT = text(
     """
     INSERT INTO assets AS a (uri, sha256, kind, mime, width, height, bytes, title, description,
@@ -110,10 +118,9 @@ _UPSERT = text(
     ON CONFLICT (uri) DO UPDATE SET
         sha256 = EXCLUDED.sha256, kind = EXCLUDED.kind, mime = EXCLUDED.mime,
         width = EXCLUDED.width, height = EXCLUDED.height, bytes = EXCLUDED.bytes,
-        title = COALESCE(CAST(:title AS text), a.title),
-        description = COALESCE(CAST(:description AS text), a.description),
-        tags = COALESCE(CAST(:tags AS text[]), a.tags),
-        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
+"""
+    + _SIDECAR_SET
+    + """
         captured_at = COALESCE(CAST(:captured_at AS timestamptz), :exif_captured_at,
                               a.captured_at),
         embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model,
@@ -126,10 +133,9 @@ _UPSERT = text(
 _UPDATE_METADATA = text(
     """
     UPDATE assets AS a SET
-        title = COALESCE(CAST(:title AS text), a.title),
-        description = COALESCE(CAST(:description AS text), a.description),
-        tags = COALESCE(CAST(:tags AS text[]), a.tags),
-        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
+"""
+    + _SIDECAR_SET
+    + """
         captured_at = COALESCE(CAST(:captured_at AS timestamptz), a.captured_at),
         updated_at = now()
     WHERE uri = :uri
@@ -159,10 +165,9 @@ _WRITE_CLAIMED = text(
     UPDATE assets AS a SET
         sha256 = :sha256, kind = :kind, mime = :mime, width = :width, height = :height,
         bytes = :bytes,
-        title = COALESCE(CAST(:title AS text), a.title),
-        description = COALESCE(CAST(:description AS text), a.description),
-        tags = COALESCE(CAST(:tags AS text[]), a.tags),
-        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
+"""
+    + _SIDECAR_SET
+    + """
         captured_at = COALESCE(CAST(:captured_at AS timestamptz), :exif_captured_at,
                                a.captured_at),
         embedding = CAST(:embedding AS vector), embedding_model = :model,
