@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
+from assetdb.catalog.catalogue import Catalog
 from assetdb.classify.policy import Policy, Rule, encode_policies, rule_scores
 from assetdb.classify.zeroshot import probabilities, text_prototypes
 from assetdb.config import Settings
@@ -24,10 +25,9 @@ from assetdb.demo import MODEL_DIR, shapes
 from assetdb.embedding.encoder import Encoder, load_encoder
 from assetdb.embedding.images import load_image
 from assetdb.errors import AssetdbError
-from assetdb.ingest.ingest_files import IngestReport, ingest
+from assetdb.ingest.ingest_files import IngestReport
 from assetdb.search.filters import Filters
 from assetdb.search.query import Hit
-from assetdb.search.searches import search_text, similar_to_asset
 
 CATALOGUE_SIZE = 288  # 6 images of each (shape, colour) pair
 HELD_OUT_SIZE = 96
@@ -91,8 +91,6 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
     if not sidecar.is_file():
         log(f"Generating {CATALOGUE_SIZE} shape images in {folder} ...")
         shapes.write_catalogue(folder, CATALOGUE_SIZE, seed=7)
-    from assetdb.catalog.catalogue import Catalog
-
     catalogue = Catalog(settings)
     meta = catalogue.meta()
     if meta and meta["model"] != encoder.name:
@@ -101,7 +99,7 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
             f"{meta['model']!r}; run the demo with another --home")
     catalogue.init(lambda: encoder)  # as `assetdb init`: schema, model, read-only role
     log("Ingesting the catalogue ...")
-    return ingest(settings, [str(folder / "images")], metadata_file=sidecar, encoder=encoder)
+    return catalogue.ingest([str(folder / "images")], metadata_file=sidecar, encoder=encoder)
 
 
 @dataclass
@@ -117,14 +115,15 @@ class Search:
 
 def text_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Search]:
     return [Search(f"text: {q!r}", f'assetdb search "{q}" -k {k}',
-                   search_text(settings, encoder, q, k=k), (shape, color))
+                   Catalog(settings).search_text(encoder, q, k=k), (shape, color))
             for q, shape, color in TEXT_QUERIES]
 
 
 def filtered_search(settings: Settings, encoder: Encoder, k: int = 5) -> Search:
     query, meta = FILTERED_QUERY
     opts = " ".join(f"--meta {key}={value}" for key, value in meta.items())
-    hits = search_text(settings, encoder, query, k=k, filters=Filters(metadata=meta))
+    hits = Catalog(settings).search_text(encoder, query, k=k,
+                                         filters=Filters(metadata=meta))
     return Search(f"text {query!r}, filtered by {opts}", f'assetdb search "{query}" {opts}',
                   hits, (query.split()[-1], f"on-{meta['background']}"))
 
@@ -137,7 +136,7 @@ def similar_search(settings: Settings, k: int = 5) -> Search:
                  "AND status = 'ready' ORDER BY id LIMIT 1"), {"t": [color, shape]}).first()
     if row is None:
         raise AssetdbError(f"the demo catalogue has no {color} {shape}")
-    hits = similar_to_asset(settings, row.id, k=k)
+    hits = Catalog(settings).similar(row.id, k=k)
     return Search(f"similar to asset {row.id} ({row.title})", f"assetdb similar {row.id} -k {k}",
                   hits, (shape, color))
 
