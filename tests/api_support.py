@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assetdb.config import Settings
 from assetdb.ingest.ingest_files import ingest
@@ -80,3 +84,35 @@ def running_server(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclass
+class Served:
+    first: Any = None  # what `ready` returned once the server answered
+    output: str = ""  # the process's output, once it has stopped
+
+
+@contextmanager
+def assetdb_serve(port: int, ready: Callable[[], Any]) -> Iterator[Served]:
+    """The real `assetdb serve` in its own process on 127.0.0.1:port; `ready()` is tried
+    (OSError: not yet) until it answers. Its output is on the result after the block."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from assetdb.cli.main import cli; cli()", "serve",
+         "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    served = Served()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                served.first = ready()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "assetdb serve did not answer"
+                time.sleep(0.5)
+        yield served
+    finally:
+        proc.terminate()
+        served.output = proc.communicate(timeout=30)[0]

@@ -115,3 +115,14 @@ def initialised(settings: Settings) -> Settings:
     result = run_cli("init")
     assert result.exit_code == 0, result.output
     return settings
+
+
+@pytest.fixture
+def procs() -> Iterator[list]:
+    """Subprocesses a test starts (workers, ingests): killed if the test leaves any."""
+    started: list = []
+    yield started
+    for p in started:  # a failed test must not leave workers behind
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -406,33 +406,17 @@ def test_serve_help_and_loopback_default():
 def test_assetdb_serve_process(initialised, catalogue):
     """The real command in its own process: loads the model, binds 127.0.0.1, answers."""
     import json
-    import subprocess
-    import sys
-    import time
     import urllib.request
 
-    from tests.api_support import free_port
+    from tests.api_support import assetdb_serve, free_port
 
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from assetdb.cli.main import cli; cli()", "serve",
-         "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=red&limit=2",
-                                            timeout=5) as r:
-                    body = json.load(r)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "assetdb serve did not answer"
-                time.sleep(0.5)
-        assert len(body["results"]) == 2
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
-    assert f"serving http://127.0.0.1:{port}/" in output
+
+    def ready() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=red&limit=2",
+                                    timeout=5) as r:
+            return json.load(r)
+
+    with assetdb_serve(port, ready) as served:
+        assert len(served.first["results"]) == 2
+    assert f"serving http://127.0.0.1:{port}/" in served.output

@@ -11,8 +11,6 @@ import io
 import logging
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,7 +24,7 @@ from assetdb.api.app import create_app
 from assetdb.api.config import ApiConfig, api_config_from_env
 from assetdb.config import Settings
 from assetdb.errors import ConfigError
-from tests.api_support import free_port, make_catalogue, running_server
+from tests.api_support import assetdb_serve, free_port, make_catalogue, running_server
 from tests.conftest import run_cli
 
 CONFIG = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500)
@@ -126,22 +124,9 @@ def test_no_location_is_built_from_host(initialised, encoder):
 def test_assetdb_serve_answers_only_its_own_names(initialised, catalogue):
     """The real `assetdb serve`, in its own process, over real sockets."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from assetdb.cli.main import cli; cli()", "serve",
-         "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                status, _, _ = raw_request(port, "GET", "/api/info", f"localhost:{port}")
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "assetdb serve did not answer"
-                time.sleep(0.5)
-        assert status == 200
+    ready = lambda: raw_request(port, "GET", "/api/info", f"localhost:{port}")  # noqa: E731
+    with assetdb_serve(port, ready) as served:
+        assert served.first[0] == 200
         status, _, body = raw_request(port, "GET", "/api/search?q=red", HOSTILE)
         assert status == 400 and b'"error"' in body and b"Green" not in body
         rid = catalogue["green-1.png"]
@@ -154,10 +139,7 @@ def test_assetdb_serve_answers_only_its_own_names(initialised, catalogue):
         assert status == 400
         status, _, body = raw_request(port, "GET", f"/api/assets/{rid}", f"127.0.0.1:{port}")
         assert status == 200 and b"Green field" in body
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=30)[0]
-    assert "Answering Host names: localhost, 127.0.0.1, [::1]" in output
+    assert "Answering Host names: localhost, 127.0.0.1, [::1]" in served.output
 
 
 def test_serve_beyond_loopback_needs_a_token(monkeypatch):

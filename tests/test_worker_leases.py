@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from assetdb.ingest.heartbeat import DEAD_AFTER_S
 from tests.conftest import run_cli
@@ -35,16 +34,6 @@ def spawn_worker(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
         [sys.executable, "-m", "assetdb", "worker", "--poll-seconds", "0.2", *args],
         env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-
-
-@pytest.fixture
-def procs():  # noqa: ANN201
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:  # a failed test must not leave workers behind
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def _scalar(url: str, sql: str, *params):  # noqa: ANN202

@@ -59,16 +59,6 @@ def _make_images(folder, n: int) -> None:  # noqa: ANN001
         noise(folder / f"a{i:04d}.png", seed=i, size=(16, 16))
 
 
-@pytest.fixture
-def procs():  # noqa: ANN201
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:  # a failed test must not leave workers behind
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
 def test_four_workers_embed_2000_assets_exactly_once(initialised, database_url, tmp_path, procs):
     n = 2000
     _make_images(tmp_path / "imgs", n)
