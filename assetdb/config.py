@@ -135,10 +135,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ASSETDB_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, "largest image (width x "
             "height) decoded", _int(1)),
     # Below this many matching rows a filtered search scans them exactly instead of
-    # walking the HNSW graph: exact, and cheaper at that size.
-    Setting("ASSETDB_EXACT_SEARCH_MAX_ROWS", 20_000, "filtered searches matching at most "
-            "this many rows scan them exactly", _int(0)),
+    # walking the HNSW graph: exact, and cheaper at that size (assetdb.search.plan).
+    Setting("ASSETDB_EXACT_SEARCH_MAX_ROWS", 10_000, "filtered searches matching at most "
+            "this many rows scan them exactly (init records it for the SQL functions)",
+            _int(0)),
     Setting("ASSETDB_HNSW_EF_SEARCH", 100, "HNSW search breadth (hnsw.ef_search)", _int(1)),
+    # A bulk load drops the vector index and builds it once at the end (assetdb.db.indexes).
+    Setting("ASSETDB_BULK_INDEX_MIN_ROWS", 5_000, "an ingest embedding at least this many "
+            "new files, and at least as many as the catalogue holds, builds the vector "
+            "index once after loading", _int(1)),
     # The API's own (assetdb serve); defaults live with their reasons in api/config.py.
     Setting("ASSETDB_API_TOKEN", None, "the token for writes (and every request with "
             "ASSETDB_API_PROTECT_READS)", _text_or, "unset"),
@@ -194,6 +199,7 @@ class Settings:
     decode_workers: int
     exact_search_max_rows: int
     hnsw_ef_search: int
+    bulk_index_min_rows: int
     max_image_pixels: int
 
     @classmethod
@@ -210,6 +216,7 @@ class Settings:
             decode_workers=read_setting("ASSETDB_DECODE_WORKERS"),
             exact_search_max_rows=read_setting("ASSETDB_EXACT_SEARCH_MAX_ROWS"),
             hnsw_ef_search=read_setting("ASSETDB_HNSW_EF_SEARCH"),
+            bulk_index_min_rows=read_setting("ASSETDB_BULK_INDEX_MIN_ROWS"),
             max_image_pixels=max_image_pixels(),
         )
 

@@ -26,6 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "assetdb"
 
 def _init(monkeypatch: pytest.MonkeyPatch, ef_search: int) -> None:
     monkeypatch.setenv("ASSETDB_HNSW_EF_SEARCH", str(ef_search))
+    monkeypatch.setenv("ASSETDB_EXACT_SEARCH_MAX_ROWS", "100")  # 3,000 rows: the index
     result = run_cli("init")
     assert result.exit_code == 0, result.output
 
@@ -52,15 +53,17 @@ def test_init_records_ef_search_and_the_sql_functions_search_that_wide(
                               (indexes.EF_SEARCH_META_KEY,)).fetchone()
         configs = dict(conn.execute(
             "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
-            "WHERE p.proname IN ('assetdb_nearest', 'assetdb_similar', "
-            "'assetdb_concept_search')").fetchall())
-    assert stored == ("40",)
-    assert len(configs) == 3
+            "WHERE p.proname = 'assetdb_search'").fetchall())
+        exact_max = conn.execute("SELECT value FROM assetdb_meta WHERE key = %s",
+                                 (indexes.EXACT_MAX_ROWS_META_KEY,)).fetchone()
+    assert stored == ("40",) and exact_max == ("100",)
+    assert len(configs) == 1  # assetdb_nearest, _similar and _concept_search call it
     _init(monkeypatch, 40)  # again: nothing to change, nothing written
     assert all("hnsw.ef_search=40" in c and "hnsw.iterative_scan=relaxed_order" in c
                for c in configs.values()), configs
 
-    # The real observable: a search breadth of 1 misses true neighbours that 200 finds.
+    # The real observable: a narrow breadth misses true neighbours that 200 finds (the
+    # breadth is never below k: assetdb.search.plan.ef_search_for).
     model, dim = db_model(database_url)
     vectors = unit_vectors(3000, dim, seed=21)
     ids = insert_assets(database_url, vectors, model=model, rebuild_index=True)
@@ -84,14 +87,19 @@ def test_the_index_is_built_from_one_definition(initialised):
     with connect(initialised) as conn:
         indexdef = conn.execute(text("SELECT pg_get_indexdef(CAST(:n AS regclass))"),
                                 {"n": indexes.EMBEDDING_INDEX}).scalar_one()
-    assert (f"USING hnsw (embedding {indexes.OPCLASS}) WITH "
+    dim = int(initialised and db_model(initialised.database_url)[1])
+    assert (f"USING hnsw (((embedding)::halfvec({dim})) {indexes.HALF_OPCLASS}) WITH "
             f"(m='{indexes.HNSW_M}', ef_construction='{indexes.HNSW_EF_CONSTRUCTION}')"
             ) in indexdef
-    assert indexes.hnsw_index_sql("x_hnsw", column="embedding_next", concurrently=True) == (
-        "CREATE INDEX CONCURRENTLY x_hnsw ON assets USING hnsw (embedding_next "
-        "vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+    assert indexes.vector_index_sql(64, "x_hnsw", column="embedding_next",
+                                    concurrently=True) == (
+        "CREATE INDEX CONCURRENTLY x_hnsw ON assets USING hnsw ((embedding_next::halfvec(64)) "
+        "halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)")
+    for bad in ({"name": "x; DROP TABLE assets"}, {"column": "e)) --"}):
+        with pytest.raises(ValueError):
+            indexes.vector_index_sql(64, **bad)
     with pytest.raises(ValueError):
-        indexes.hnsw_index_sql("x; DROP TABLE assets")
+        indexes.vector_index_sql(4001)  # beyond pgvector's halfvec HNSW limit
 
 
 def test_one_vector_codec_for_the_product_and_the_sql_surface(initialised, database_url):

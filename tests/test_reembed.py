@@ -170,9 +170,11 @@ def test_switch_to_another_dimension_while_searching(
             "SELECT indexdef, indisvalid FROM pg_indexes JOIN pg_class c ON c.relname = indexname "
             "JOIN pg_index i ON i.indexrelid = c.oid WHERE indexname = 'assets_embedding_hnsw'"
         )).one()
-        assert valid and "hnsw (embedding vector_cosine_ops)" in indexdef
+        assert valid and "hnsw (((embedding)::halfvec(64)) halfvec_cosine_ops)" in indexdef
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # 31 rows: force the index plan
-        plan = conn.execute(text("EXPLAIN SELECT id FROM assets ORDER BY embedding <=> :q LIMIT 5"),
+        plan = conn.execute(text("EXPLAIN SELECT id FROM assets ORDER BY "
+                                 "embedding::halfvec(64) <=> CAST(:q AS vector)::halfvec(64) "
+                                 "LIMIT 5"),
                             {"q": new.encode_texts([QUERY])[0]}).scalars().all()
         assert "assets_embedding_hnsw" in "\n".join(plan)
     assert status(settings)["reembed"] is None

@@ -56,6 +56,7 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
             paths, recursive=recursive, follow_symlinks=follow_symlinks,
             metadata_file=metadata_file, load_encoder=lambda: load_model(settings, meta=meta),
             embed=not no_embed, progress=bar.update, on_total=bar.on_total,
+            say=None if as_json else bar.note,
         )
     if as_json:
         print_json(report.as_dict())
@@ -76,6 +77,8 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
             line += f"; {_skipped_summary(report.skipped_files)}"
         if report.metadata_unmatched:
             line += f"; {report.metadata_unmatched} metadata entries matched no file"
+        if report.index_built_after_load:
+            line += f"; vector index built once after loading ({report.index_build_seconds} s)"
         click.echo(line)
     if report.failed:
         raise SystemExit(1)

@@ -76,6 +76,13 @@ class LazyProgress:
         if self.bar is not None:
             self.bar.update(n)
 
+    def note(self, message: str) -> None:
+        """A line about the work's phase (e.g. a bulk load's index build), above the bar."""
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
     def __enter__(self) -> LazyProgress:
         return self
 

@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -158,3 +158,12 @@ def retry_database(fn: Callable[[], T], *, wait_s: float | None = None,
                 on_retry(pause)
             time.sleep(pause)
             delay = min(delay * 2, 5.0)
+
+
+@contextmanager
+def autocommit_driver_connection(settings: Settings) -> Iterator[Any]:
+    """A psycopg connection in autocommit, from the catalogue's engine (index builds run
+    outside a transaction block: they hold no lock longer than the build itself)."""
+    with get_engine(settings).connect().execution_options(
+            isolation_level="AUTOCOMMIT") as conn:
+        yield conn.connection.driver_connection

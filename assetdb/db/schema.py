@@ -14,6 +14,7 @@ from assetdb.db.indexes import (
     DEFAULT_EF_SEARCH,
     EF_SEARCH_MAX,
     EF_SEARCH_META_KEY,
+    EXACT_MAX_ROWS_META_KEY,
     SEARCH_FUNCTIONS,
 )
 from assetdb.errors import DatabaseError, ModelError, ModelSwitched
@@ -41,9 +42,10 @@ def alembic_config(connection: Connection | None = None, dim: int | None = None)
 
 
 def upgrade(conn: Connection, model: str, dim: int,
-            ef_search: int = DEFAULT_EF_SEARCH) -> dict[str, str]:
+            ef_search: int = DEFAULT_EF_SEARCH,
+            exact_max_rows: int | None = None) -> dict[str, str]:
     """Create the extension, run migrations, record model and dimension (first run) and
-    the search breadth (every run). Idempotent."""
+    the search settings the SQL functions follow (every run). Idempotent."""
     from alembic import command
 
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
@@ -54,7 +56,17 @@ def upgrade(conn: Connection, model: str, dim: int,
             {"m": model, "d": str(dim)},
         )
     record_ef_search(conn, ef_search)
+    if exact_max_rows is not None:
+        _record_meta(conn, EXACT_MAX_ROWS_META_KEY, str(int(exact_max_rows)))
     return read_meta(conn)
+
+
+def _record_meta(conn: Connection, key: str, value: str) -> None:
+    if read_meta(conn).get(key) != value:  # write only what changed
+        conn.execute(text(
+            "INSERT INTO assetdb_meta (key, value) VALUES (:k, :v) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ), {"k": key, "v": value})
 
 
 def record_ef_search(conn: Connection, ef_search: int) -> int:
@@ -83,11 +95,7 @@ def record_ef_search(conn: Connection, ef_search: int) -> int:
         stale = []
     for r in stale:  # signatures as pg_proc prints them; DDL takes no bind parameters
         conn.execute(text(f"ALTER FUNCTION {r.signature} SET hnsw.ef_search = {value}"))
-    if read_meta(conn).get(EF_SEARCH_META_KEY) != str(value):
-        conn.execute(text(
-            "INSERT INTO assetdb_meta (key, value) VALUES (:k, :v) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        ), {"k": EF_SEARCH_META_KEY, "v": str(value)})
+    _record_meta(conn, EF_SEARCH_META_KEY, str(value))
     return value
 
 
@@ -170,8 +178,16 @@ def initialise(settings: Settings, load_encoder: Callable[[], Any]) -> Initialis
             else:
                 encoder = load_encoder()
                 model, dim = encoder.name, encoder.dimension
-            meta = upgrade(conn, model, dim, settings.hnsw_ef_search)
+            meta = upgrade(conn, model, dim, settings.hnsw_ef_search,
+                           settings.exact_search_max_rows)
             reader = roles.ensure_reader(conn, settings)
+        # A bulk load cut short leaves no vector index: build it (after the migration's
+        # transaction committed; CREATE INDEX would wait for its locks).
+        from assetdb.db.engine import autocommit_driver_connection
+        from assetdb.db.indexes import ensure_vector_index
+
+        with autocommit_driver_connection(settings) as raw:
+            ensure_vector_index(raw, int(meta["dimension"]))
     except BaseException:
         if started:  # a failed init leaves no server of its own behind
             reset_engines()

@@ -29,6 +29,7 @@ from assetdb.embedding.batches import Expected, embed_paths
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
+from assetdb.ingest import bulk
 from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
 from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
@@ -52,6 +53,8 @@ class IngestReport:
     # sub-folders without recursive: never registered (scan.py has the rules).
     skipped: int = 0
     metadata_unmatched: int = 0  # sidecar entries that name no ingested file
+    index_built_after_load: bool = False  # a bulk load (assetdb.ingest.bulk)
+    index_build_seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
 
@@ -259,6 +262,7 @@ def ingest(
     embed: bool = True,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest files. With embed=False rows are registered as 'pending' for workers.
     Non-images, symlinks out of the roots given (unless follow_symlinks) and the other
@@ -267,6 +271,8 @@ def ingest(
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
     `load_encoder` (instead of `encoder`) is called only if something needs the model.
+    A bulk load (many new files, a small catalogue: assetdb.ingest.bulk) builds the vector
+    index once after loading; `say` receives a line about it.
     """
     sidecar = load_sidecar(metadata_file) if metadata_file else {}
     found = scan(paths, recursive=recursive, follow_symlinks=follow_symlinks)
@@ -322,7 +328,17 @@ def ingest(
     if not to_embed:
         return report
     assert lazy is not None
-    _embed_claimed(settings, lazy.get(), model, to_embed, existing, report, progress)
+    encoder = lazy.get()
+    with connect(settings) as conn:
+        indexed = conn.execute(text("SELECT count(*) FROM assets WHERE embedding IS NOT NULL")
+                               ).scalar_one()
+    if bulk.wanted(settings, len(to_embed), indexed):
+        with bulk.index_dropped(settings, int(meta["dimension"]), say) as state:
+            _embed_claimed(settings, encoder, model, to_embed, existing, report, progress)
+        report.index_built_after_load = True
+        report.index_build_seconds = state.build_seconds
+    else:
+        _embed_claimed(settings, encoder, model, to_embed, existing, report, progress)
     return report
 
 

@@ -39,7 +39,13 @@ from sqlalchemy.exc import OperationalError
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect, get_engine
-from assetdb.db.indexes import EMBEDDING_INDEX, MODEL_INDEX, hnsw_index_sql
+from assetdb.db.indexes import (
+    EMBEDDING_INDEX,
+    MODEL_INDEX,
+    apply_build_settings,
+    build_plan,
+    vector_index_sql,
+)
 from assetdb.db.models import Asset
 from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.encoder import Encoder
@@ -308,19 +314,23 @@ def _index_valid(conn: Connection, name: str) -> bool | None:
     ), {"n": name}).scalar()
 
 
-def _build_shadow_indexes(settings: Settings, job_id: int) -> None:
+def _build_shadow_indexes(settings: Settings, job_id: int, dimension: int) -> None:
     """CREATE INDEX CONCURRENTLY (needs autocommit): writes and searches go on meanwhile.
     An interrupted build leaves an invalid index; it is dropped and built again. An abort
     meanwhile waits for the build (or times out) and is seen right after it."""
     with connect(settings) as conn:
         check_job(conn, job_id)
     statements = {
-        SHADOW_INDEX: hnsw_index_sql(SHADOW_INDEX, column="embedding_next", concurrently=True),
+        SHADOW_INDEX: vector_index_sql(dimension, SHADOW_INDEX, column="embedding_next",
+                                       concurrently=True),
         SHADOW_MODEL_INDEX: f"CREATE INDEX CONCURRENTLY {SHADOW_MODEL_INDEX} ON assets "
                             "(embedding_next_model)",
     }
     engine = get_engine(settings)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        rows = conn.execute(text("SELECT count(*) FROM assets WHERE embedding_next IS NOT NULL"
+                                 )).scalar_one()
+        apply_build_settings(conn, build_plan(rows, dimension))  # the graph fits in memory
         for name, ddl in statements.items():
             valid = _index_valid(conn, name)
             if valid is False:
@@ -398,7 +408,7 @@ def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,
         if not _fill_shadow(run, report):
             report.interrupted = True
             return
-        _build_shadow_indexes(settings, job.id)
+        _build_shadow_indexes(settings, job.id, run.encoder.dimension)
         if run.stop.is_set():
             report.interrupted = True
             return

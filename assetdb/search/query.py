@@ -1,10 +1,16 @@
-"""Filters -> SQL, and the nearest-neighbour query itself.
+"""Filters -> SQL, the plan that answers a nearest-neighbour search, and the query itself.
 
 Two plans, both exact in their order:
-- few matching rows (<= ASSETDB_EXACT_SEARCH_MAX_ROWS): scan them exactly in a
-  materialized CTE; cheaper than the graph at that size, and k rows whenever k match;
-- otherwise walk the HNSW index with pgvector's iterative scan (relaxed order, so it
-  keeps going until k rows pass the filters) and re-sort the k rows exactly.
+- exact: scan the rows that pass the filters and sort them by the float32 distance. Right
+  whatever the filter; cheap while few rows match.
+- index: walk the HNSW index over the half-precision vectors (assetdb.db.indexes) with
+  pgvector's iterative scan (it keeps walking until enough rows pass the filters), take a
+  few more candidates than asked for, and re-rank them exactly with the float32 vectors.
+
+The choice (assetdb.search.plan) reads the planner's estimate of the matching rows and
+counts them only when the estimate lies near the threshold, so unfiltered and broad
+searches pay nothing for it. An estimate that is too high cannot cost rows: when the walk
+runs out before it found enough candidates, the exact plan answers instead.
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Select, func, literal, select, text
+from pgvector.sqlalchemy import HALFVEC, Vector
+from sqlalchemy import ColumnElement, Connection, Select, cast, func, literal, select, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from assetdb.db.models import Asset
 from assetdb.search.filters import Filters
 from assetdb.search.filters import where as filter_clauses
+from assetdb.search.plan import Plan, PlanRules, choose_plan
 
 A = Asset.__table__.c
 
@@ -40,12 +50,13 @@ class Hit:
         return asdict(self)
 
 
+def base_clauses(model: str) -> list[ColumnElement[bool]]:
+    """What every search keeps, filters or not: ready rows with a vector of the model."""
+    return [A.status == "ready", A.embedding.is_not(None), A.embedding_model == model]
+
+
 def where_clauses(f: Filters, model: str) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = [
-        A.status == "ready",
-        A.embedding.is_not(None),
-        A.embedding_model == model,
-    ]
+    clauses = base_clauses(model)
     clauses.extend(filter_clauses(f, A))  # the declared filters (search/filters.py)
     return clauses
 
@@ -60,6 +71,27 @@ def count_capped(conn: Connection, clauses: Sequence[ColumnElement[bool]], cap: 
     return conn.execute(select(func.count()).select_from(inner)).scalar_one()
 
 
+class _ExplainJson(Executable, ClauseElement):
+    """EXPLAIN (FORMAT JSON) of a statement, its parameters bound as in the statement
+    (SQLAlchemy's documented recipe for compiling a construct of one's own)."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_ExplainJson)
+def _compile_explain(element: _ExplainJson, compiler: Any, **kw: Any) -> str:  # noqa: ANN401
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
+def estimate_rows(conn: Connection, clauses: Sequence[ColumnElement[bool]]) -> int:
+    """The planner's estimate of the rows that pass `clauses` (EXPLAIN, nothing runs)."""
+    plan = conn.execute(_ExplainJson(select(literal(1)).where(*clauses))).scalar_one()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def nearest(
     conn: Connection,
     vector: np.ndarray,
@@ -68,41 +100,35 @@ def nearest(
     filters: Filters,
     model: str,
     exclude_ids: Sequence[int] = (),
-    exact_max_rows: int = 20_000,
+    exact_max_rows: int = 10_000,
     ef_search: int = 100,
     min_similarity: float | None = None,
+    plan_out: list[Plan] | None = None,
 ) -> list[Hit]:
     """The k assets closest to `vector` (cosine) among those that pass the filters, and
-    no less similar than min_similarity (a search option: it needs a query)."""
+    no less similar than min_similarity (a search option: it needs a query).
+    plan_out: a list that receives the plan used (for `--explain`, tests, benchmarks)."""
+    vector = np.asarray(vector, dtype=np.float32)
     clauses = where_clauses(filters, model)
     if exclude_ids:
         clauses.append(A.id.not_in(list(exclude_ids)))
-    distance = A.embedding.cosine_distance(np.asarray(vector, dtype=np.float32))
-    columns = (A.id, A.uri, A.title, A.kind, A.tags, A.hidden, distance.label("distance"))
-    exact = count_capped(conn, clauses, exact_max_rows) <= exact_max_rows
-    if exact:
-        candidates = select(*columns).where(*clauses).cte("candidates").prefix_with(
-            "MATERIALIZED"
-        )
-        query: Select[Any] = select(candidates).order_by(candidates.c.distance, candidates.c.id)
-    else:
-        _set_local(conn, "hnsw.iterative_scan", "relaxed_order")
-        _set_local(conn, "hnsw.ef_search", str(max(ef_search, k)))
-        _set_local(conn, "hnsw.max_scan_tuples", str(max(20_000, k * 1_000)))
-        # Many rows match, so walk the graph. Left alone, the planner may instead sort every
-        # matching row (GIN bitmap + sort): its cost model does not see that each 512-d
-        # vector is a TOAST fetch, and that plan measured 1.3 s at 50k rows against ~10 ms
-        # for the index (docs/performance.md). Only the index gives this order unsorted.
-        _set_local(conn, "enable_sort", "off")
-        inner = (
-            select(*columns).where(*clauses).order_by(distance).limit(k)
-        ).cte("approx").prefix_with("MATERIALIZED")
-        query = select(inner).order_by(inner.c.distance, inner.c.id)
+    rules = PlanRules(exact_max_rows=exact_max_rows, ef_search=ef_search)
+    plan = choose_plan(conn, clauses, k, rules, filtered=not filters.is_empty())
+    rows = None
+    if not plan.exact:
+        rows = _index_rows(conn, vector, clauses, k, plan)
+        if len(rows) < k:
+            # The walk ran out before it found k candidates: fewer rows match than the
+            # estimate said, or they lie beyond the scan's limit. Exact is right either way.
+            plan.fallback = True
+            plan.exact = True
+            rows = None
+    if rows is None:
+        rows = _exact_rows(conn, vector, clauses, k)
     if min_similarity is not None:
-        query = query.where(query.selected_columns.distance <= 1.0 - min_similarity)
-    rows = conn.execute(query.limit(k)).all()
-    if not exact:
-        _set_local(conn, "enable_sort", "on")  # for whatever else runs in this transaction
+        rows = [r for r in rows if r.distance <= 1.0 - min_similarity]
+    if plan_out is not None:
+        plan_out.append(plan)
     found = _classifications(conn, [r.id for r in rows])
     return [
         Hit(id=r.id, uri=r.uri, title=r.title, similarity=round(1.0 - float(r.distance), 6),
@@ -110,6 +136,46 @@ def nearest(
             labels=found.get(r.id, ({}, {}))[0], moderation=found.get(r.id, ({}, {}))[1])
         for r in rows
     ]
+
+
+def _columns(vector: np.ndarray) -> tuple[Any, ...]:
+    distance = A.embedding.cosine_distance(literal(vector, Vector(len(vector))))
+    return (A.id, A.uri, A.title, A.kind, A.tags, A.hidden, distance.label("distance"))
+
+
+def _exact_rows(conn: Connection, vector: np.ndarray, clauses: Sequence[ColumnElement[bool]],
+                k: int) -> list[Any]:
+    """Every matching row, sorted by the float32 distance. MATERIALIZED keeps the planner
+    from pushing the ORDER BY into the HNSW index (which would make it approximate)."""
+    candidates = select(*_columns(vector)).where(*clauses).cte("candidates").prefix_with(
+        "MATERIALIZED")
+    query: Select[Any] = (select(candidates)
+                          .order_by(candidates.c.distance, candidates.c.id).limit(k))
+    return list(conn.execute(query).all())
+
+
+def half_distance(vector: np.ndarray) -> ColumnElement[Any]:
+    """The distance the index orders by; spelled exactly as the index expression."""
+    dim = len(vector)
+    return cast(A.embedding, HALFVEC(dim)).cosine_distance(
+        cast(literal(vector, Vector(dim)), HALFVEC(dim)))
+
+
+def _index_rows(conn: Connection, vector: np.ndarray, clauses: Sequence[ColumnElement[bool]],
+                k: int, plan: Plan) -> list[Any]:
+    """plan.candidates rows from the HNSW walk, re-ranked by the float32 distance."""
+    _set_local(conn, "hnsw.iterative_scan", "relaxed_order")
+    _set_local(conn, "hnsw.ef_search", str(plan.ef_search))
+    _set_local(conn, "hnsw.max_scan_tuples", str(plan.max_scan_tuples))
+    # Left alone, the planner may sort every matching row (GIN bitmap + sort) instead of
+    # walking the index: its cost model does not see what each vector costs to read.
+    _set_local(conn, "enable_sort", "off")
+    inner = (select(*_columns(vector)).where(*clauses).order_by(half_distance(vector))
+             .limit(plan.candidates)).cte("approx").prefix_with("MATERIALIZED")
+    query = select(inner).order_by(inner.c.distance, inner.c.id).limit(k)
+    rows = list(conn.execute(query).all())
+    _set_local(conn, "enable_sort", "on")  # for whatever else runs in this transaction
+    return rows
 
 
 def _classifications(conn: Connection, ids: list[int]) -> dict[int, tuple[dict, dict]]:
@@ -125,8 +191,8 @@ def _classifications(conn: Connection, ids: list[int]) -> dict[int, tuple[dict, 
 def explain(conn: Connection, vector: np.ndarray, k: int, filters: Filters, model: str) -> str:
     """EXPLAIN of the HNSW plan (for tests and `--explain`)."""
     clauses = where_clauses(filters, model)
-    distance = A.embedding.cosine_distance(np.asarray(vector, dtype=np.float32))
-    q = select(A.id).where(*clauses).order_by(distance).limit(k)
+    q = select(A.id).where(*clauses).order_by(
+        half_distance(np.asarray(vector, dtype=np.float32))).limit(k)
     compiled = q.compile(conn, compile_kwargs={})
     rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()
     return "\n".join(r[0] for r in rows)
