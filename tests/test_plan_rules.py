@@ -211,3 +211,14 @@ def test_the_read_only_role_runs_the_filtered_functions(catalogue):
     result = run_readonly(settings, f"SELECT count(*) FROM assetdb_similar({int(id_of_row[0])}, "
                           "5, tags => ARRAY['p1'])")
     assert result.rows == [(5,)]
+
+
+def test_vectors_are_stored_in_the_row(catalogue):
+    """STORAGE MAIN (migration 0006): a 512-d vector (2 KB) stays in its heap row instead
+    of moving to TOAST, so the exact plan reads no second relation per row. (The tiny
+    model's vectors are too small to be moved either way; the column's flag decides.)"""
+    database_url = catalogue[-1]
+    with psycopg.connect(database_url) as conn:
+        storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                               "'assets'::regclass AND attname = 'embedding'").fetchone()[0]
+    assert storage == "m"

@@ -171,6 +171,9 @@ def test_switch_to_another_dimension_while_searching(
             "JOIN pg_index i ON i.indexrelid = c.oid WHERE indexname = 'assets_embedding_hnsw'"
         )).one()
         assert valid and "hnsw (((embedding)::halfvec(64)) halfvec_cosine_ops)" in indexdef
+        assert conn.execute(text(  # the new vectors are kept in the row too (0006)
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'assets'::regclass "
+            "AND attname = 'embedding'")).scalar_one() == "m"
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # 31 rows: force the index plan
         plan = conn.execute(text("EXPLAIN SELECT id FROM assets ORDER BY "
                                  "embedding::halfvec(64) <=> CAST(:q AS vector)::halfvec(64) "

@@ -266,6 +266,17 @@ def _log_tail(home: Path) -> str:
     return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
 
+def shared_buffers_mb() -> int:
+    """A quarter of the memory, at most 4 GB (PostgreSQL's usual advice; its default of
+    128 MB holds neither the vector index of a large catalogue nor the rows a filtered
+    search reads, so every search would copy its pages from the kernel). Memory is taken
+    only as pages are used."""
+    from assetdb.db.indexes import memory_bytes
+
+    memory = memory_bytes() or 0
+    return max(128, min(4096, memory // 4 // 2**20))
+
+
 def _spawn(home: Path, owner: _RunAs, attempts: int = 20) -> Path:
     pgdata = pgdata_dir(home)
     socket_dir = _socket_dir(home, owner)
@@ -278,7 +289,8 @@ def _spawn(home: Path, owner: _RunAs, attempts: int = 20) -> Path:
     try:
         proc = subprocess.Popen(
             [str(binary("postgres")), "-D", str(pgdata), "-k", str(socket_dir),
-             "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"],
+             "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700",
+             "-c", f"shared_buffers={shared_buffers_mb()}MB"],
             stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, start_new_session=True,
             umask=0o077, **owner.popen_kwargs(),
         )

@@ -388,6 +388,8 @@ def _add_shadow_columns(conn: Connection, dimension: int) -> None:
         f"ALTER TABLE assets ADD COLUMN embedding_next vector({int(dimension)}), "
         "ADD COLUMN embedding_next_model text, ADD COLUMN embedding_next_at timestamptz"
     ))
+    # Kept in the row like `embedding` (migration 0006), which it becomes at the switch.
+    conn.execute(text("ALTER TABLE assets ALTER COLUMN embedding_next SET STORAGE MAIN"))
 
 
 def _switch(settings: Settings, run: _Run, report: ReembedReport, job: Any,

@@ -5,7 +5,9 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
 
-The index moves from `embedding vector_cosine_ops` to the expression
+The vector column's storage becomes MAIN (kept in the row, so the exact plan pays no
+TOAST fetch per matching row), and the index moves from `embedding vector_cosine_ops` to
+the expression
 `(embedding::halfvec(D)) halfvec_cosine_ops`: half the size, so the graph of a million
 512-d rows fits in memory while it is built and stays cached while it is searched; the
 searches re-rank its candidates with the float32 vectors. On an existing catalogue this
@@ -221,6 +223,10 @@ def upgrade() -> None:
     plan = build_plan(rows, dim)
     op.execute(f"SET LOCAL maintenance_work_mem = '{int(plan.maintenance_work_mem_mb)}MB'")
     op.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(plan.parallel_workers)}")
+    # Vectors in the row (not out of line in TOAST): the exact plan reads each matching
+    # row's vector from its heap page instead of a TOAST index lookup and a second page.
+    # New and re-written rows only; `VACUUM FULL assets` moves existing ones (a rewrite).
+    op.execute("ALTER TABLE assets ALTER COLUMN embedding SET STORAGE MAIN")
     op.execute(f"DROP INDEX IF EXISTS {EMBEDDING_INDEX}")
     op.execute(f"DROP INDEX IF EXISTS {SHADOW_INDEX}")
     op.execute(vector_index_sql(dim))
