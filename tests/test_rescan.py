@@ -204,8 +204,10 @@ def test_changed_size_mtime_or_inode_is_read_again(initialised, encoder, tmp_pat
     after = rows(initialised)
     assert after[str(a)] == before[str(a)] and after[str(b)] == before[str(b)]
     assert sha(initialised, d) == sha_of(d)
-    # Its new stat is recorded: the next re-scan reads nothing.
-    assert ingest(initialised, [str(tmp_path)], encoder=encoder).not_read == 4
+    # Their new status is recorded: the next re-scan reads nothing, and says so.
+    result = run_cli("ingest", str(tmp_path))
+    assert "0 ingested, 4 unchanged, 0 failed; 4 not read (unchanged since last read; " \
+        "--rehash reads them)" in result.stdout, result.output
 
 
 def test_racy_file_is_read_again_next_time(initialised, encoder, tmp_path):

@@ -109,12 +109,24 @@ def _inspect(path: Path) -> _File:
 
 
 # What a sidecar entry sets on a row (a field it leaves out keeps the stored value): one
-# fragment for the upsert, the metadata-only update and the claimed write.
-_SIDECAR_SET = """
-        title = COALESCE(CAST(:title AS text), a.title),
-        description = COALESCE(CAST(:description AS text), a.description),
-        tags = COALESCE(CAST(:tags AS text[]), a.tags),
-        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),"""
+# rule for the upsert, the metadata-only update and the claimed write. `src` is where the
+# entry's values come from: ":" for bind parameters, "s." for a record set.
+_SIDECAR_COLUMNS = ("title", "description", "tags", "metadata")
+
+
+def _sidecar_values(src: str) -> tuple[str, ...]:
+    return (f"COALESCE(CAST({src}title AS text), a.title)",
+            f"COALESCE(CAST({src}description AS text), a.description)",
+            f"COALESCE(CAST({src}tags AS text[]), a.tags)",
+            f"a.metadata || COALESCE(CAST({src}metadata AS jsonb), '{{}}')")
+
+
+def _sidecar_set(src: str) -> str:
+    return "".join(f"\n        {column} = {value},"
+                   for column, value in zip(_SIDECAR_COLUMNS, _sidecar_values(src), strict=True))
+
+
+_SIDECAR_SET = _sidecar_set(":")
 
 _UPSERT = text(
     """
@@ -142,24 +154,31 @@ _UPSERT = text(
     """
 )
 
-# Only where the sidecar changes something: a re-run with the same sidecar writes nothing.
+# The sidecar entries of rows that stay, in one statement (a JSON array of entries): a row
+# is written only where its entry changes something, so a re-run with the same sidecar
+# writes nothing.
 _UPDATE_METADATA = text(
     """
-    UPDATE assets AS a SET
-"""
-    + _SIDECAR_SET
+    UPDATE assets AS a SET"""
+    + _sidecar_set("s.")
     + """
-        captured_at = COALESCE(CAST(:captured_at AS timestamptz), a.captured_at),
+        captured_at = COALESCE(s.captured_at, a.captured_at),
         updated_at = now()
-    WHERE uri = :uri
-      AND (a.title, a.description, a.tags, a.metadata, a.captured_at) IS DISTINCT FROM (
-        COALESCE(CAST(:title AS text), a.title),
-        COALESCE(CAST(:description AS text), a.description),
-        COALESCE(CAST(:tags AS text[]), a.tags),
-        a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),
-        COALESCE(CAST(:captured_at AS timestamptz), a.captured_at))
+    FROM jsonb_to_recordset(CAST(:entries AS jsonb)) AS s(uri text, title text,
+        description text, tags text[], metadata jsonb, captured_at timestamptz)
+    WHERE a.uri = s.uri
+      AND (a.title, a.description, a.tags, a.metadata, a.captured_at) IS DISTINCT FROM ("""
+    + ", ".join(_sidecar_values("s."))
+    + """, COALESCE(s.captured_at, a.captured_at))
     """
 )
+
+
+def _sidecar_entry(uri: str, entry: SidecarEntry) -> dict[str, Any]:
+    """An entry as a JSON object for _UPDATE_METADATA."""
+    return {"uri": uri, "title": entry.title, "description": entry.description,
+            "tags": entry.tags, "metadata": entry.metadata or None,
+            "captured_at": entry.captured_at.isoformat() if entry.captured_at else None}
 
 
 # Claim a file's row for this run's model work: insert it as pending, or lease the existing
@@ -338,11 +357,14 @@ def ingest(
     report.metadata_unmatched = len(sidecar) - matched
 
     to_embed: list[_File] = []
+    # What a sidecar sets on rows that stay (written only where it changes something), and
+    # new failures and registrations: a few statements for many rows, not one per row.
+    keep: list[dict[str, Any]] = []
+    upserts: list[dict[str, Any]] = []
     with connect(settings) as conn:
         for item in items:
             old = existing.get(str(item.path))
-            # What a sidecar sets on a row that stays: written only if it changes something.
-            keep = {"uri": str(item.path), **_sidecar_params(item.sidecar)}
+            sets = _sidecar_entry(str(item.path), item.sidecar) if item.sidecar else {}
             if item.path in trusted:
                 assert old is not None
                 report.not_read += 1
@@ -351,25 +373,29 @@ def ingest(
                 else:
                     report.unchanged += 1
                 if item.sidecar:
-                    conn.execute(_UPDATE_METADATA, keep)
+                    keep.append(sets)
             elif item.error:
                 if not _same_failure(old, item, item.error):
-                    conn.execute(_UPSERT, _row(item, None, None, "failed", item.error))
+                    upserts.append(_row(item, None, None, "failed", item.error))
                 elif item.sidecar:
-                    conn.execute(_UPDATE_METADATA, keep)
+                    keep.append(sets)
                 _failed(report, item, item.error)
             elif (old is not None and old.sha256 == item.sha256 and old.status != "failed"
                   and _settled(old, model, embed)):
                 if item.sidecar:
-                    conn.execute(_UPDATE_METADATA, keep)
+                    keep.append(sets)
                 report.unchanged += 1
             elif not embed:
-                conn.execute(_UPSERT, _row(item, None, None, "pending", None))
+                upserts.append(_row(item, None, None, "pending", None))
                 report.ingested += 1
             else:
                 if item.sidecar and _known_failure(old, item):  # retried without a claim
-                    conn.execute(_UPDATE_METADATA, keep)
+                    keep.append(sets)
                 to_embed.append(item)
+        for i in range(0, len(upserts), 1000):
+            conn.execute(_UPSERT, upserts[i : i + 1000])
+        for i in range(0, len(keep), 5000):
+            conn.execute(_UPDATE_METADATA, {"entries": Jsonb(keep[i : i + 5000])})
         if progress:
             progress(len(items) - len(to_embed))
 
