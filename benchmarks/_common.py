@@ -49,16 +49,18 @@ def build_vit_b32(out_dir: Path = CACHE / "vit-b32-random") -> Path:
 
 
 @contextmanager
-def bench_database(home: Path, name: str) -> Iterator[str]:
-    """A fresh database `name` on an embedded server under `home`; yields its URL."""
+def bench_database(home: Path, name: str, fresh: bool = True) -> Iterator[str]:
+    """A fresh database `name` on an embedded server under `home` (fresh=False: the one
+    there is); yields its URL."""
     import psycopg
 
     from assetdb.db import embedded
 
     server = embedded.start(home)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    if fresh:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     base, _, query = server.partition("?")
     yield base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")
 

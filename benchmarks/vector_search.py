@@ -15,6 +15,7 @@ on the raw HNSW walk, so the choices in assetdb.search.plan can be checked.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -151,7 +152,15 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also measure the alternatives")
     ap.add_argument("--no-sql", action="store_true", help="skip the SQL-function path")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--keep", type=Path, metavar="HOME",
+                    help="build the database under HOME and keep it (with --reuse, measure "
+                    "again without loading and building: the data is the same for a seed)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure on the database --keep HOME holds (its load and build "
+                    "figures come from the run that made it)")
     args = ap.parse_args()
+    if args.reuse and not args.keep:
+        ap.error("--reuse needs --keep HOME")
 
     import psycopg
 
@@ -169,14 +178,23 @@ def main() -> None:
                               "data_and_truth_seconds": round(t_gen.seconds, 1)}
     tables: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="assetdb-vbench-") as tmp:
-        home = Path(tmp)
+        home = args.keep or Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o711)  # the server may run as another user (under root)
         os.environ["ASSETDB_HOME"] = str(home)
+        saved = home / f"build-{args.rows}.json"
         try:
-            with bench_database(home, "bench_vectors") as url:
-                init_database(url, MODEL, DIM)
-                result["load"] = copy_rows(url, data)
-                result["build"] = build_index(url)
+            with bench_database(home, f"bench_vectors_{args.rows}",
+                                fresh=not args.reuse) as url:
+                if args.reuse:
+                    os.environ["ASSETDB_DATABASE_URL"] = url
+                    os.environ["ASSETDB_MODEL"] = MODEL
+                    result.update(json.loads(saved.read_text()))
+                else:
+                    init_database(url, MODEL, DIM)
+                    result["load"] = copy_rows(url, data)
+                    result["build"] = build_index(url)
+                    saved.write_text(json.dumps({k: result[k] for k in ("load", "build")}))
                 settings = Settings.from_env()
                 with psycopg.connect(url) as conn:
                     ids = conn.execute("SELECT id, uri FROM assets").fetchall()

@@ -72,7 +72,8 @@ def test_init_twice_is_harmless_and_records_model(settings, tiny_model_dir):
         meta = schema.read_meta(conn)
         assert conn.execute(text("SELECT count(*) FROM assets")).scalar_one() == 1
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    assert meta == {"model": str(tiny_model_dir), "dimension": "32", "hnsw_ef_search": "100"}
+    assert meta == {"model": str(tiny_model_dir), "dimension": "32", "hnsw_ef_search": "100",
+                    "exact_search_max_rows": "10000"}
     from alembic.script import ScriptDirectory
 
     assert version == ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
@@ -88,7 +89,7 @@ def test_schema_has_vector_column_and_indexes(initialised):
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'assets'"
         )).all())
     assert coltype == "vector(32)"
-    assert "USING hnsw (embedding vector_cosine_ops)" in indexes["assets_embedding_hnsw"]
+    assert "USING hnsw (((embedding)::halfvec(32)) halfvec_cosine_ops)" in indexes["assets_embedding_hnsw"]
     assert "USING gin (tags)" in indexes["assets_tags_gin"]
     assert "USING gin (metadata jsonb_path_ops)" in indexes["assets_metadata_gin"]
     for column in ("status", "kind", "captured_at", "created_at", "sha256"):

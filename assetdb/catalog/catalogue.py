@@ -88,7 +88,9 @@ class Catalog:
     # --- the services, with this catalogue's settings -------------------------------
 
     def ingest(self, paths: list[str] | tuple[str, ...], **options: Any) -> Any:
-        """Scan, register and embed files (assetdb.ingest.ingest_files.ingest)."""
+        """Scan, register and embed files (assetdb.ingest.ingest_files.ingest); options
+        include recursive, metadata_file, embed, and rehash=True to read every file even
+        when its size, mtime, ctime and inode say it is unchanged."""
         from assetdb.ingest.ingest_files import ingest
 
         return ingest(self.settings, list(paths), **options)

@@ -22,13 +22,20 @@ from assetdb.cli.output import LazyProgress, print_json
 @click.option("--no-embed", is_flag=True,
               help="Register files as pending without loading the model; "
                    "`assetdb worker` embeds them later.")
+@click.option("--rehash", is_flag=True,
+              help="Read and hash every file, even those whose size, mtime, ctime and "
+                   "inode are unchanged since they were last read (by default those are "
+                   "trusted and not read). For a file system whose times cannot be trusted.")
 @json_option
 def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
-           follow_symlinks: bool, no_embed: bool, as_json: bool) -> None:
+           follow_symlinks: bool, no_embed: bool, rehash: bool, as_json: bool) -> None:
     """Add images (JPEG, PNG, WebP, GIF, BMP, TIFF) from files, folders and globs.
 
     Idempotent: unchanged files (same sha256) cost no model work on a second run,
     changed files are re-embedded, identical content at two paths is embedded once.
+    A re-run over unchanged files writes nothing, and does not even read a file whose
+    size, mtime, ctime and inode are those it had when it was last read (--rehash
+    reads them all).
     An image file that cannot be used is stored as 'failed' with its error, and the
     rest go on; the exit status is 1 if anything failed. Other files (HTML, SVG, text,
     ...) are never registered: they are skipped, with their reason. So is a symlink
@@ -45,6 +52,7 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     Examples:
       assetdb ingest ~/Pictures --recursive
       assetdb ingest 'shoots/2024-*/*.jpg' --metadata captions.csv
+      assetdb ingest ~/Pictures --recursive --rehash
     """
     from assetdb.catalog.catalogue import Catalog
 
@@ -55,8 +63,8 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
         report = Catalog(settings).ingest(
             paths, recursive=recursive, follow_symlinks=follow_symlinks,
             metadata_file=metadata_file, load_encoder=lambda: load_model(settings, meta=meta),
-            embed=not no_embed, progress=bar.update, on_total=bar.on_total,
-            say=None if as_json else bar.note,
+            embed=not no_embed, rehash=rehash, progress=bar.update,
+            on_total=bar.on_total, say=None if as_json else bar.note,
         )
     if as_json:
         print_json(report.as_dict())
@@ -69,6 +77,9 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
                        "use --recursive for sub-folders.", err=True)
         verb = "registered" if no_embed else "ingested"
         line = f"{report.ingested} {verb}, {report.unchanged} unchanged, {report.failed} failed"
+        if report.not_read:
+            line += (f"; {report.not_read} not read (unchanged since last read; "
+                     "--rehash reads them)")
         if report.deduplicated:
             line += f" ({report.deduplicated} copied from identical content)"
         if report.done_elsewhere:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from assetdb.embedding.batches import Expected, embed_paths
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
-from assetdb.ingest import bulk
+from assetdb.ingest import bulk, file_status
 from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
 from assetdb.ingest.scan import scan
 from assetdb.ingest.sidecar import SidecarEntry, load_sidecar
@@ -45,6 +46,9 @@ T = TypeVar("T")
 class IngestReport:
     ingested: int = 0  # embedded (or registered, with embed=False) in this run
     unchanged: int = 0  # same content and model as stored: no model work
+    # Of `unchanged` and `failed`: files not read at all, their size, mtime, ctime and
+    # inode being those recorded when they were last read (--rehash reads them).
+    not_read: int = 0
     deduplicated: int = 0  # of `ingested`, vectors copied from identical content
     embedded: int = 0  # of `ingested`, files given to the model by this run
     done_elsewhere: int = 0  # held or finished meanwhile by another ingest or a worker
@@ -70,6 +74,10 @@ class _File:
     probe: Probe | None = None
     error: str | None = None
     sidecar: SidecarEntry | None = None
+    # The file's status before it was read and when reading began; set only when what
+    # was read decides the outcome (a read error might not happen again).
+    stat: os.stat_result | None = None
+    read_at: int = 0
 
 
 def _inspect(path: Path) -> _File:
@@ -80,32 +88,47 @@ def _inspect(path: Path) -> _File:
     item = _File(path)
     try:
         with os.fdopen(open_no_symlinks(str(path)), "rb") as fh:
-            item.size = os.fstat(fh.fileno()).st_size
+            st = os.fstat(fh.fileno())
+            item.size, item.read_at = st.st_size, time.time_ns()
             kind = kind_for_file(path)
             if not kind.sniff(os.pread(fh.fileno(), kind.magic_bytes, 0)):
                 item.error = ("empty file" if item.size == 0
                               else "not an image, or an unsupported image format")
+                item.stat = st
                 return item
             item.sha256 = sha256_fd(fh.fileno())
+            item.stat = st
             item.probe = kind.probe(fh)
     except ImageError as exc:
         item.error = str(exc)
     except FileNotFoundError:
-        item.error = "file not found"
+        item.error, item.stat = "file not found", None
     except OSError as exc:
-        item.error = f"cannot read file: {exc.strerror or exc}"
+        item.error, item.stat = f"cannot read file: {exc.strerror or exc}", None
     except Exception as exc:  # noqa: BLE001 - one odd file must not cost the batch
         item.error = f"cannot read image: {type(exc).__name__}: {exc}"
     return item
 
 
 # What a sidecar entry sets on a row (a field it leaves out keeps the stored value): one
-# fragment for the upsert, the metadata-only update and the claimed write.
-_SIDECAR_SET = """
-        title = COALESCE(CAST(:title AS text), a.title),
-        description = COALESCE(CAST(:description AS text), a.description),
-        tags = COALESCE(CAST(:tags AS text[]), a.tags),
-        metadata = a.metadata || COALESCE(CAST(:metadata AS jsonb), '{}'),"""
+# rule for the upsert, the metadata-only update and the claimed write. `src` is where the
+# entry's values come from: ":" for bind parameters, "s." for a record set.
+_SIDECAR_COLUMNS = ("title", "description", "tags", "metadata")
+
+
+def _sidecar_values(src: str) -> tuple[str, ...]:
+    return (f"COALESCE(CAST({src}title AS text), a.title)",
+            f"COALESCE(CAST({src}description AS text), a.description)",
+            f"COALESCE(CAST({src}tags AS text[]), a.tags)",
+            f"a.metadata || COALESCE(CAST({src}metadata AS jsonb), '{{}}')")
+
+
+def _sidecar_set(src: str) -> str:
+    return "".join(f"\n        {column} = {value},"
+                   for column, value in zip(_SIDECAR_COLUMNS, _sidecar_values(src), strict=True))
+
+
+_SIDECAR_SET = _sidecar_set(":")
 
 _UPSERT = text(
     """
@@ -133,17 +156,31 @@ _UPSERT = text(
     """
 )
 
+# The sidecar entries of rows that stay, in one statement (a JSON array of entries): a row
+# is written only where its entry changes something, so a re-run with the same sidecar
+# writes nothing.
 _UPDATE_METADATA = text(
     """
-    UPDATE assets AS a SET
-"""
-    + _SIDECAR_SET
+    UPDATE assets AS a SET"""
+    + _sidecar_set("s.")
     + """
-        captured_at = COALESCE(CAST(:captured_at AS timestamptz), a.captured_at),
+        captured_at = COALESCE(s.captured_at, a.captured_at),
         updated_at = now()
-    WHERE uri = :uri
+    FROM jsonb_to_recordset(CAST(:entries AS jsonb)) AS s(uri text, title text,
+        description text, tags text[], metadata jsonb, captured_at timestamptz)
+    WHERE a.uri = s.uri
+      AND (a.title, a.description, a.tags, a.metadata, a.captured_at) IS DISTINCT FROM ("""
+    + ", ".join(_sidecar_values("s."))
+    + """, COALESCE(s.captured_at, a.captured_at))
     """
 )
+
+
+def _sidecar_entry(uri: str, entry: SidecarEntry) -> dict[str, Any]:
+    """An entry as a JSON object for _UPDATE_METADATA."""
+    return {"uri": uri, "title": entry.title, "description": entry.description,
+            "tags": entry.tags, "metadata": entry.metadata or None,
+            "captured_at": entry.captured_at.isoformat() if entry.captured_at else None}
 
 
 # Claim a file's row for this run's model work: insert it as pending, or lease the existing
@@ -219,9 +256,11 @@ def _row(
 
 
 def _existing(conn: Connection, uris: Sequence[str]) -> dict[str, Row[Any]]:
+    """The rows of these uris, with the file status recorded when each was last read."""
     rows = conn.execute(
-        text("SELECT uri, sha256, status, embedding_model, error, bytes FROM assets "
-             "WHERE uri = ANY(:uris)"),
+        text("SELECT a.uri, a.sha256, a.status, a.embedding_model, a.error, a.bytes, "
+             f"{file_status.JOIN_COLUMNS} FROM assets AS a {file_status.JOIN} "
+             "WHERE a.uri = ANY(:uris)"),
         {"uris": list(uris)},
     ).all()
     return {r.uri: r for r in rows}
@@ -229,9 +268,18 @@ def _existing(conn: Connection, uris: Sequence[str]) -> dict[str, Row[Any]]:
 
 def _same_failure(old: Row[Any] | None, item: _File, error: str | None) -> bool:
     """The row already records this failure of these bytes: writing it again would only
-    bump attempts and updated_at, and a re-run of an unchanged folder writes nothing."""
+    bump attempts and updated_at, and a re-run of an unchanged folder writes nothing
+    (its sidecar, if any, goes through _UPDATE_METADATA, which writes only a change)."""
     return (old is not None and old.status == "failed" and old.error == error
-            and old.sha256 == item.sha256 and old.bytes == item.size and item.sidecar is None)
+            and old.sha256 == item.sha256 and old.bytes == item.size)
+
+
+def _settled(old: Row[Any] | None, model: str, embed: bool) -> bool:
+    """The row needs nothing from its file's content: embedded with the current model,
+    registered (when only registering), or failed on these bytes."""
+    return old is not None and (old.status == "ready" and old.embedding_model == model
+                                or old.status == "pending" and not embed
+                                or old.status == "failed")
 
 
 def _failed(report: IngestReport, item: _File, error: str) -> None:
@@ -260,6 +308,7 @@ def ingest(
     encoder: Encoder | None = None,
     load_encoder: Callable[[], Encoder] | None = None,
     embed: bool = True,
+    rehash: bool = False,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
     say: Callable[[str], None] | None = None,
@@ -268,6 +317,11 @@ def ingest(
     Non-images, symlinks out of the roots given (unless follow_symlinks) and the other
     paths scan() skips are reported with their reason; no row is written for them. A
     failure already stored for the same bytes is counted but not written again.
+
+    A file whose status (size, mtime, ctime, inode, device) is the one recorded when it
+    was last read, and whose row needs nothing from its content, is not read at all
+    (assetdb.ingest.file_status); rehash=True reads every file. A re-run over unchanged
+    files writes no row.
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
     `load_encoder` (instead of `encoder`) is called only if something needs the model.
@@ -289,8 +343,18 @@ def ingest(
 
     if on_total:
         on_total(len(found.files))
+    existing: dict[str, Row[Any]] = {}
+    with connect(settings) as conn:
+        for i in range(0, len(found.files), 5000):
+            existing.update(_existing(conn, [str(p) for p in found.files[i : i + 5000]]))
+    # Files unchanged since they were last read keep the content their row records.
+    trusted = set() if rehash else {
+        p for p in found.files
+        if _settled(old := existing.get(str(p)), model, embed)
+        and file_status.unchanged_since_read(old, found.stats.get(p))}
     with ThreadPoolExecutor(max_workers=settings.decode_workers) as pool:
-        items = list(pool.map(_inspect, found.files))
+        read = iter(list(pool.map(_inspect, [p for p in found.files if p not in trusted])))
+    items = [_File(p) if p in trusted else next(read) for p in found.files]
     matched = 0
     for item in items:
         item.sidecar = sidecar.get(item.path)
@@ -298,47 +362,65 @@ def ingest(
     report.metadata_unmatched = len(sidecar) - matched
 
     to_embed: list[_File] = []
+    # What a sidecar sets on rows that stay (written only where it changes something), and
+    # new failures and registrations: a few statements for many rows, not one per row.
+    keep: list[dict[str, Any]] = []
+    upserts: list[dict[str, Any]] = []
     with connect(settings) as conn:
-        existing: dict[str, Row[Any]] = {}
-        for i in range(0, len(items), 1000):
-            existing.update(_existing(conn, [str(x.path) for x in items[i : i + 1000]]))
         for item in items:
             old = existing.get(str(item.path))
-            if item.error:
-                if not _same_failure(old, item, item.error):
-                    conn.execute(_UPSERT, _row(item, None, None, "failed", item.error))
-                _failed(report, item, item.error)
-                continue
-            same = old is not None and old.sha256 == item.sha256
-            # Unchanged: embedded with the current model, or (registering only) already queued.
-            if same and (old.status == "ready" and old.embedding_model == model
-                         or old.status == "pending" and not embed):
+            sets = _sidecar_entry(str(item.path), item.sidecar) if item.sidecar else {}
+            if item.path in trusted:
+                assert old is not None
+                report.not_read += 1
+                if old.status == "failed":
+                    _failed(report, item, old.error or "unknown error")
+                else:
+                    report.unchanged += 1
                 if item.sidecar:
-                    conn.execute(_UPDATE_METADATA, {"uri": str(item.path),
-                                                    **_sidecar_params(item.sidecar)})
+                    keep.append(sets)
+            elif item.error:
+                if not _same_failure(old, item, item.error):
+                    upserts.append(_row(item, None, None, "failed", item.error))
+                elif item.sidecar:
+                    keep.append(sets)
+                _failed(report, item, item.error)
+            elif (old is not None and old.sha256 == item.sha256 and old.status != "failed"
+                  and _settled(old, model, embed)):
+                if item.sidecar:
+                    keep.append(sets)
                 report.unchanged += 1
             elif not embed:
-                conn.execute(_UPSERT, _row(item, None, None, "pending", None))
+                upserts.append(_row(item, None, None, "pending", None))
                 report.ingested += 1
             else:
+                if item.sidecar and _known_failure(old, item):  # retried without a claim
+                    keep.append(sets)
                 to_embed.append(item)
+        for i in range(0, len(upserts), 1000):
+            conn.execute(_UPSERT, upserts[i : i + 1000])
+        for i in range(0, len(keep), 5000):
+            conn.execute(_UPDATE_METADATA, {"entries": Jsonb(keep[i : i + 5000])})
         if progress:
             progress(len(items) - len(to_embed))
 
-    if not to_embed:
-        return report
-    assert lazy is not None
-    encoder = lazy.get()
-    with connect(settings) as conn:
-        indexed = conn.execute(text("SELECT count(*) FROM assets WHERE embedding IS NOT NULL")
-                               ).scalar_one()
-    if bulk.wanted(settings, len(to_embed), indexed):
-        with bulk.index_dropped(settings, int(meta["dimension"]), say) as state:
+    if to_embed:
+        assert lazy is not None
+        encoder = lazy.get()
+        with connect(settings) as conn:
+            indexed = conn.execute(text(
+                "SELECT count(*) FROM assets WHERE embedding IS NOT NULL")).scalar_one()
+        if bulk.wanted(settings, len(to_embed), indexed):
+            with bulk.index_dropped(settings, int(meta["dimension"]), say) as state:
+                _embed_claimed(settings, encoder, model, to_embed, existing, report, progress)
+            report.index_built_after_load = True
+            report.index_build_seconds = state.build_seconds
+        else:
             _embed_claimed(settings, encoder, model, to_embed, existing, report, progress)
-        report.index_built_after_load = True
-        report.index_build_seconds = state.build_seconds
-    else:
-        _embed_claimed(settings, encoder, model, to_embed, existing, report, progress)
+    # Last, once every row read is written: a status vouches only for what its row holds.
+    with connect(settings) as conn:
+        file_status.record(conn, [(x.path, x.sha256, x.stat, x.read_at) for x in items
+                                  if x.stat is not None])
     return report
 
 
@@ -436,8 +518,9 @@ class _Run:
 
 
 def _known_failure(old: Row[Any] | None, item: _File) -> bool:
+    """A failure stored for these bytes (its sidecar is applied before the retry)."""
     return (old is not None and old.status == "failed" and old.sha256 == item.sha256
-            and old.bytes == item.size and item.sidecar is None)
+            and old.bytes == item.size)
 
 
 def _embed_claimed(settings: Settings, encoder: Encoder, model: str, to_embed: list[_File],

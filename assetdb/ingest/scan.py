@@ -45,6 +45,9 @@ class Skipped:
 @dataclass
 class ScanResult:
     files: list[Path] = field(default_factory=list)  # real UTF-8 paths, in walk order
+    # The status of each file taken, from the stat the scan makes anyway: a re-scan
+    # compares it with the one recorded when the file was last read.
+    stats: dict[Path, os.stat_result] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # arguments that matched nothing
     # Not images, symlinks out, hidden, sub-folders without --recursive, duplicates, ...
     skipped: list[Skipped] = field(default_factory=list)
@@ -107,17 +110,18 @@ class _Scanner:
     def file(self, given: str | Path, real: Path) -> None:
         """Take a file reached without leaving its root; `real` is its resolved path."""
         try:
-            mode = os.stat(real).st_mode
+            status = os.stat(real)
         except OSError:
             self.skip(given, "cannot be read")
             return
-        if not stat.S_ISREG(mode):  # a FIFO or a device is never opened: it could hang
+        if not stat.S_ISREG(status.st_mode):  # a FIFO or a device is never opened: it could hang
             self.skip(given, "not a regular file")
         elif reason := not_an_image(real):
             self.skip(given, reason)
         elif not _utf8(real):  # the database stores text; such a name cannot round-trip
             self.skip(given, NOT_UTF8)
         else:
+            self.result.stats[real] = status
             self.take(str(given), real)
 
     def take(self, given: str, real: Path) -> None:

@@ -164,12 +164,14 @@ def half_distance(vector: np.ndarray) -> ColumnElement[Any]:
 def _index_rows(conn: Connection, vector: np.ndarray, clauses: Sequence[ColumnElement[bool]],
                 k: int, plan: Plan) -> list[Any]:
     """plan.candidates rows from the HNSW walk, re-ranked by the float32 distance."""
-    _set_local(conn, "hnsw.iterative_scan", "relaxed_order")
-    _set_local(conn, "hnsw.ef_search", str(plan.ef_search))
-    _set_local(conn, "hnsw.max_scan_tuples", str(plan.max_scan_tuples))
-    # Left alone, the planner may sort every matching row (GIN bitmap + sort) instead of
-    # walking the index: its cost model does not see what each vector costs to read.
-    _set_local(conn, "enable_sort", "off")
+    # One round trip for the walk's settings. enable_sort off: left alone, the planner may
+    # sort every matching row (GIN bitmap + sort) instead of walking the index.
+    conn.execute(text(
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+        "set_config('hnsw.ef_search', :ef, true), "
+        "set_config('hnsw.max_scan_tuples', :scan, true), "
+        "set_config('enable_sort', 'off', true)"),
+        {"ef": str(plan.ef_search), "scan": str(plan.max_scan_tuples)})
     inner = (select(*_columns(vector)).where(*clauses).order_by(half_distance(vector))
              .limit(plan.candidates)).cte("approx").prefix_with("MATERIALIZED")
     query = select(inner).order_by(inner.c.distance, inner.c.id).limit(k)
