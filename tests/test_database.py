@@ -89,7 +89,8 @@ def test_schema_has_vector_column_and_indexes(initialised):
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'assets'"
         )).all())
     assert coltype == "vector(32)"
-    assert "USING hnsw (((embedding)::halfvec(32)) halfvec_cosine_ops)" in indexes["assets_embedding_hnsw"]
+    assert ("USING hnsw (((embedding)::halfvec(32)) halfvec_cosine_ops)"
+            in indexes["assets_embedding_hnsw"])
     assert "USING gin (tags)" in indexes["assets_tags_gin"]
     assert "USING gin (metadata jsonb_path_ops)" in indexes["assets_metadata_gin"]
     for column in ("status", "kind", "captured_at", "created_at", "sha256"):
