@@ -30,7 +30,9 @@ from assetdb.config import Settings
 from assetdb.db.engine import reset_engines
 from assetdb.demo import MODEL_DIR, shapes
 from tests import ask_models
+from tests.api_support import running_server
 from tests.conftest import _with_database, run_cli
+from tests.test_browser import ARGS, CHROMIUM
 
 CATALOGUE = 96  # 2 images of each (shape, colour) product
 QUESTION = "What is the part number of this item?"
@@ -340,3 +342,59 @@ def test_demo_descriptions_carry_distinct_made_up_facts():
     facts = {shapes.product_facts(s, c) for s in shapes.SHAPES for c in shapes.COLORS}
     assert len({p for p, _ in facts}) == len(shapes.SHAPES) * len(shapes.COLORS)
     assert shapes.product_description("circle", "orange").startswith("An orange circle part.")
+
+
+# ----- the page ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is absent (tests/test_browser.py)")
+def test_ask_panels_stream_the_answer_in_chromium(env, demo_encoder, tmp_path, monkeypatch):
+    """The page's "Ask" panels: on an asset's detail and beside an image search, the
+    answer streams in with its sources; with ask off, no panel shows."""
+    from playwright.sync_api import expect, sync_playwright
+
+    settings, _ = env
+    monkeypatch.setenv("ASSETDB_ASK_MODEL", "vision-check")
+    (photo, _item), = fresh_images(tmp_path / "photos", 1, seed=12)
+    config = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500, ask=True)
+    with running_server(create_app(settings, demo_encoder, config)) as base, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1366, "height": 860})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.locator("#grid .card button").first.click()
+        panel = page.locator("#d-ask")
+        expect(panel).to_be_visible()
+        panel.locator("input[name=question]").fill("What does this part weigh?")
+        panel.locator("button[type=submit]").click()
+        expect(panel.locator(".ask-answer")).to_contain_text("I looked at 2 images.",
+                                                             timeout=30_000)
+        expect(panel.locator(".ask-sources .card")).to_have_count(2)
+        page.screenshot(path=str(tmp_path / "ask-detail.png"))
+        page.click("#d-close")
+
+        # Beside an image search: the photo goes with the question.
+        page.set_input_files("#file", str(photo))
+        side = page.locator("#ask-image")
+        expect(side).to_be_visible()
+        side.locator("input[name=question]").fill("What is the part number of this item?")
+        side.locator("button[type=submit]").click()
+        expect(side.locator(".ask-answer")).to_contain_text("I looked at 3 images.",
+                                                            timeout=30_000)
+        expect(side.locator(".ask-sources .card")).to_have_count(2)
+        assert errors == []
+        browser.close()
+
+    off = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500)
+    with running_server(create_app(settings, demo_encoder, off)) as base, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page()
+        page.goto(base + "/")
+        page.locator("#grid .card button").first.click()
+        expect(page.locator("#detail")).to_be_visible()
+        expect(page.locator("#d-ask")).to_be_hidden()
+        browser.close()
+    assert Path(tmp_path / "ask-detail.png").is_file()
