@@ -263,6 +263,15 @@ def test_the_api_is_off_unless_enabled_and_needs_the_token(env, demo_encoder, mo
                    headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 200 and lines(r)[-1]["event"] == "done"
         assert "s3cret" not in r.text
+    # A page on another site cannot make the server ask (a form POST needs no preflight).
+    with client(settings, demo_encoder) as c:
+        for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            r = c.post("/api/ask", data={"question": QUESTION, "asset_id": "3"},
+                       headers=headers)
+            assert r.status_code == 403 and "other sites" in r.json()["error"]
+        r = c.post("/api/ask", data={"question": QUESTION, "asset_id": "3"},
+                   headers={"Origin": BASE_URL, "Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 200 and lines(r)[-1]["event"] == "done"
 
 
 # ----- failures: a clear message, nothing half-printed as an answer -------------------

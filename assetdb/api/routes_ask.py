@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
@@ -28,6 +29,18 @@ from assetdb.catalog.catalogue import Catalog
 router = APIRouter(prefix="/api", tags=["ask"])
 OFF = ("asking an LLM is off on this server: it sends catalogue content to the LLM; the "
        "admin turns it on with ASSETDB_ASK=1 (docs/ask.md)")
+
+
+def _same_origin(request: Request) -> None:
+    """A multipart POST is a "simple" request: a page on another site may send one without
+    a CORS preflight (it cannot read the answer, but the LLM call would run and cost).
+    Browsers name the page's origin on every POST; one that is not this server is refused."""
+    origin = request.headers.get("origin")
+    cross = request.headers.get("sec-fetch-site") == "cross-site"
+    if cross or (origin and urlsplit(origin).netloc.lower()
+                 != (request.headers.get("host") or "").lower()):
+        raise HTTPException(403, "asking is refused to pages of other sites (the request's "
+                                 "Origin is not this server)")
 
 
 def _status(exc: AskError) -> int:
@@ -67,6 +80,7 @@ def ask(
     number?' -F file=@photo.jpg http://127.0.0.1:8000/api/ask`"""
     if not config.ask:
         raise HTTPException(403, OFF)
+    _same_origin(request)
     try:
         return _ask(request, settings, config, encoder, filters, question, file, asset_id, k,
                     context_only)
