@@ -102,7 +102,9 @@ def retrieve(
         from assetdb.search.searches import asset_vector
 
         mode = "asset"
-        get_asset(catalog.settings, asset_id)  # a clear "no asset with id N" first
+        # A clear "no asset with id N" first; one hidden by moderation counts as unknown
+        # unless the filters include hidden assets (as for "more like this").
+        get_asset(catalog.settings, asset_id, include_hidden=filters.include_hidden)
         # The asset itself is a source (it comes first, at similarity 1), unlike `similar`.
         hits = catalog.search_vector(asset_vector(catalog.settings, asset_id), k=k,
                                      filters=filters)
