@@ -127,10 +127,13 @@ def lines(response) -> list[dict]:  # noqa: ANN001
 def test_fresh_photos_find_their_product_and_llm_echo_gets_its_description(
         env, demo_encoder, tmp_path):
     """The issue's bar on a small catalogue: the right product (same shape and colour)
-    is among the k=2 sources for >= 0.9 of new photos; and through llm-echo the prompt
-    carries that product's description, with the user's photo attached first."""
+    is among the k=2 sources for >= 0.9 of new photos (here 23 of 24;
+    benchmarks/ask_retrieval.py measures 192 on the full demo catalogue); and through
+    llm-echo the prompt carries that product's description, with the user's photo
+    attached first."""
     settings, _ = env
-    photos = fresh_images(tmp_path / "photos", 48, seed=4242)
+    # 24 photos, 4 of each shape in 24 of the 48 products (each costs a CLIP encode).
+    photos = fresh_images(tmp_path / "photos", 48, seed=4242)[::2]
     catalogue = Catalog(settings)
     found = 0
     for path, item in photos:
