@@ -157,6 +157,13 @@ SETTINGS: tuple[Setting, ...] = (
             "its pages", _int(1)),
     Setting("ASSETDB_API_BUSY_TIMEOUT", 5.0, "seconds a request waits for the model before "
             "a 503", _float(0.0)),
+    # `assetdb ask` and POST /api/ask (assetdb/ask): the API's route sends catalogue
+    # content to a third party, so it stays off until the admin turns it on.
+    Setting("ASSETDB_ASK", False, "1: `assetdb serve` answers POST /api/ask", _flag),
+    Setting("ASSETDB_ASK_MODEL", None, "the llm model `assetdb ask` and the API ask; unset: "
+            "llm's default (`llm models default`)", _text_or, "unset"),
+    Setting("ASSETDB_ASK_TIMEOUT", 120.0, "seconds to wait for the LLM's next chunk before "
+            "giving up", _float(0.1)),
     # Workers (assetdb worker); read by ingest/worker.py and db/engine.py.
     Setting("ASSETDB_LEASE_SECONDS", 600.0, "how long a claimed batch is reserved for its "
             "worker", _float(0.1)),

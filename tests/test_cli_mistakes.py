@@ -76,6 +76,10 @@ def test_mistakes_are_answered_before_any_model_loads(database_url, tmp_path):
         (same, ["embed-text", " "], 1, "the text is empty"),
         (same, ["concept", "add", "bad name!", "x"], 1, "concept name 'bad name!'"),
         (same, ["moderate", "--calibrate", "--bins", "0"], 2, "0 is not in the range"),
+        (same, ["ask", " ", "--context-only"], 1, "the question is empty"),
+        (same, ["ask", "x", "-k", "11"], 2, "11 is not in the range 1<=x<=10"),
+        (same, ["ask", "x", "--image", str(tmp_path / "nope.png"), "--context-only"], 1,
+         "cannot read"),
         # Not initialised: said before the model loads.
         (same, ["search", "x"], 1, "not initialised: run `assetdb init`"),
         (same, ["similar", str(image)], 1, "not initialised"),
@@ -86,11 +90,13 @@ def test_mistakes_are_answered_before_any_model_loads(database_url, tmp_path):
         (same, ["embed-text", "red"], 1, "not initialised"),
         (same, ["concept", "add", "red", "red"], 1, "not initialised"),
         (same, ["serve", "--port", str(free_port())], 1, "not initialised"),
+        (same, ["ask", "x", "--image", str(image), "--context-only"], 1, "not initialised"),
         # No database at that address.
         *((down, args, 1, "cannot connect to the database") for args in (
             ["search", "x"], ["similar", str(image)], ["ingest", str(image)],
             ["classify", "--labels", "a,b"], ["moderate"], ["reembed"], ["embed-text", "x"],
             ["concept", "add", "red", "red"], ["worker", "--once"], ["init"],
+            ["ask", "x", "--context-only"],
             ["serve", "--port", str(free_port())])),
         # A home the embedded server cannot use.
         ({"ASSETDB_DATABASE_URL": ""}, ["demo", "--home", str(image)], 1,

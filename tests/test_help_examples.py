@@ -34,6 +34,8 @@ SKIP = {
     "db start": "the tests' database is not an embedded server (tests/test_database.py)",
     "db stop": "the tests' database is not an embedded server (tests/test_database.py)",
     "reembed --model": "needs another model than this machine has (tests/test_reembed.py)",
+    "ask What is the capacity of this item? --image photo.jpg --llm llava":
+        "needs a local Ollama model (tests/test_ask.py asks llm-echo and a test model)",
 }
 EXAMPLES = re.compile(r"^\s*Examples?( \(.*\))?:\s*$")
 

@@ -84,11 +84,12 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    from assetdb.api import routes_assets, routes_classify, routes_search
+    from assetdb.api import routes_ask, routes_assets, routes_classify, routes_search
 
     app.include_router(routes_search.router)
     app.include_router(routes_assets.router)
     app.include_router(routes_classify.router)
+    app.include_router(routes_ask.router)
 
     @app.get("/api/info", tags=["meta"], summary="Model and limits")
     def info(encoder: EncoderDep, cfg: ConfigDep) -> dict[str, object]:
@@ -101,6 +102,7 @@ def create_app(
             "max_upload_bytes": cfg.max_upload_bytes,
             "token_required_for_writes": bool(cfg.token),
             "token_required_for_reads": cfg.protect_reads,
+            "ask": cfg.ask,  # POST /api/ask is on (ASSETDB_ASK): the page shows "Ask"
         }
 
     def page(name: str) -> Callable[[], FileResponse]:

@@ -28,6 +28,7 @@ class ApiConfig:
     protect_reads: bool = False  # every request needs the token, not only writes
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S  # wait this long for the model, then 503
+    ask: bool = False  # ASSETDB_ASK: POST /api/ask sends catalogue content to an LLM
 
     def __post_init__(self) -> None:
         if self.protect_reads and not self.token:
@@ -50,4 +51,5 @@ def api_config_from_env(extra_hosts: tuple[str, ...] = ()) -> ApiConfig:
         protect_reads=read_setting("ASSETDB_API_PROTECT_READS"),
         max_upload_pixels=read_setting("ASSETDB_API_MAX_UPLOAD_PIXELS"),
         busy_timeout_s=read_setting("ASSETDB_API_BUSY_TIMEOUT"),
+        ask=read_setting("ASSETDB_ASK"),
     )

@@ -119,6 +119,8 @@ Try next (in this shell):
   assetdb search "a purple star on a yellow background" -k 5
   assetdb search "a large white circle" --tag large --json
   assetdb similar {similar.hits[0].id if similar.hits else 1} -k 5
+  assetdb ask "What is the part number of this part?" --asset \
+{similar.hits[0].id if similar.hits else 1} --context-only
   assetdb eval --folder {shlex.quote(str(walkthrough.held_out_folder(settings)))} \
 --template 'a photo of a {{}}.' --template 'a {{}}'
   assetdb serve                      # the web page and HTTP API

@@ -187,20 +187,45 @@ def _english(caption: str) -> str:
     return re.sub(r"\ba orange\b", "an orange", caption)
 
 
+# Made-up product facts, one product per (shape, colour) pair, so that `assetdb ask` has
+# something to find that no picture shows (docs/ask.md).
+_COLOR_CODES = {"red": "RED", "green": "GRN", "blue": "BLU", "yellow": "YEL",
+                "purple": "PUR", "orange": "ORA", "white": "WHT", "black": "BLK"}
+
+
+def product_facts(shape: str, color: str) -> tuple[str, int]:
+    """(part number, weight in grams) of the made-up product that a shape in a colour is."""
+    n = SHAPES.index(shape) * len(COLORS) + list(COLORS).index(color)
+    return f"{_COLOR_CODES[color]}-{shape[:4].upper()}-{n + 1:02d}", 40 + 5 * n
+
+
+def product_description(shape: str, color: str) -> str:
+    part, grams = product_facts(shape, color)
+    return f"{_english(f'a {color} {shape}').capitalize()} part. Part no. {part}, weight {grams} g."
+
+
 def write_catalogue(out_dir: Path, count: int, *, seed: int = 0) -> Path:
     """Balanced images plus a sidecar (metadata.jsonl) that `assetdb ingest --metadata`
-    reads: the true caption as title, tags, and shape/colour/size/background as metadata."""
+    reads: the true caption as title, tags, shape/colour/size/background as metadata and
+    the product's made-up facts as description. The descriptions also go to
+    description.json, in the `image_path` / `description` form a knowledge base keeps."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sidecar = out_dir / "metadata.jsonl"
+    descriptions = []
     with sidecar.open("w") as fh:
         for path, item in generate(out_dir / "images", count, seed=seed, balanced=True):
+            description = product_description(item.shape, item.color)
             fh.write(json.dumps({
                 "image_path": f"images/{path.name}",
                 "title": _english(item.caption()),
+                "description": description,
                 "tags": item.tags(),
                 "shape": item.shape, "color": item.color, "size": item.size,
                 "background": item.background,
             }) + "\n")
+            descriptions.append({"image_path": f"images/{path.name}",
+                                 "description": description})
+    (out_dir / "description.json").write_text(json.dumps(descriptions, indent=1) + "\n")
     return sidecar
 
 

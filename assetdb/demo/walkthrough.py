@@ -88,7 +88,9 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
     """Generate the catalogue (once), initialise the database, ingest (idempotent)."""
     folder = settings.home / "catalogue"
     sidecar = folder / "metadata.jsonl"
-    if not sidecar.is_file():
+    # description.json came later (made-up product facts for `assetdb ask`): a catalogue
+    # made before it is drawn again, to the same files, and its sidecar updates the rows.
+    if not sidecar.is_file() or not (folder / "description.json").is_file():
         log(f"Generating {CATALOGUE_SIZE} shape images in {folder} ...")
         shapes.write_catalogue(folder, CATALOGUE_SIZE, seed=7)
     catalogue = Catalog(settings)

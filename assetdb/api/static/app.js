@@ -299,6 +299,8 @@ function showQueryChip() {
     $("query-label").textContent = `More like “${state.similar.label}”`;
   }
   chip.hidden = !(state.mode === "image" || state.mode === "similar");
+  $("ask-image").hidden = !(ASK_ON && state.mode === "image");
+  resetAsk($("ask-image"));
 }
 
 // ---------- detail ----------
@@ -355,6 +357,8 @@ async function openDetail(id) {
   for (const [k, v] of entries) fact(meta, k, typeof v === "object" ? JSON.stringify(v) : v);
   $("d-meta-head").hidden = entries.length === 0;
   $("d-similar-all").dataset.label = asset.title || asset.name;
+  $("d-ask").hidden = !ASK_ON;
+  resetAsk($("d-ask"));
   const grid = $("d-similar");
   grid.replaceChildren(el("li", "hint", "Finding similar assets…"));
   if (!dialog.open) dialog.showModal();
@@ -376,6 +380,79 @@ function filterByTag(tag) {
   input.value = tags.join(", ");
   $("detail").close();
   run(true);
+}
+
+// ---------- ask (POST /api/ask, when the server has it on) ----------
+
+let ASK_ON = false;
+
+function resetAsk(panel) {
+  panel.querySelector(".ask-answer").replaceChildren();
+  panel.querySelector(".ask-sources").replaceChildren();
+  panel.querySelectorAll(".ask-note").forEach((n) => n.remove());
+}
+
+// The answer streams as NDJSON lines: sources, answer chunks, then done or error.
+async function ask(panel, body) {
+  const out = panel.querySelector(".ask-answer");
+  const list = panel.querySelector(".ask-sources");
+  const button = panel.querySelector("button[type=submit]");
+  resetAsk(panel);
+  out.classList.remove("error");
+  out.textContent = "Asking…";
+  button.disabled = true;
+  let text = "";
+  try {
+    const response = await fetch(`/api/ask?${filterParams()}`, { method: "POST", body });
+    if (!response.ok) {
+      let message = `${response.status} ${response.statusText}`;
+      try { message = (await response.json()).error || message; } catch { /* not JSON */ }
+      throw new Error(message);
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      let at;
+      while ((at = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, at).trim();
+        buffered = buffered.slice(at + 1);
+        if (!line) continue;
+        const event = JSON.parse(line);
+        if (event.event === "sources") {
+          list.replaceChildren(...event.sources.map((h) => card(h, { compact: true })));
+          if (event.note) list.before(el("p", "hint ask-note", event.note));
+        } else if (event.event === "answer") {
+          text += event.text;
+          out.textContent = text;
+        } else if (event.event === "error") {
+          throw new Error(event.error);
+        }
+      }
+    }
+  } catch (err) {
+    out.textContent = text ? `${text}\n\n` : "";
+    out.append(el("strong", "error", text ? `[cut off] ${err.message}` : err.message));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+for (const panel of [$("ask-image"), $("d-ask")]) {
+  panel.querySelector(".ask-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const body = new FormData();
+    body.append("question", e.target.elements.question.value);
+    if (panel.id === "d-ask") {
+      body.append("asset_id", $("detail").dataset.id);
+    } else if (state.file) {
+      body.append("file", state.file, state.file.name || "query");
+    }
+    ask(panel, body);
+  });
 }
 
 // ---------- modes ----------
@@ -483,6 +560,8 @@ window.addEventListener("drop", (e) => {
   $("drop-overlay").hidden = true;
   searchImage(e.dataTransfer.files[0]);
 });
+
+api("/api/info").then((info) => { ASK_ON = Boolean(info.ask); }, () => {});
 
 loadFilters().then(() => {
   restoreFromUrl();
