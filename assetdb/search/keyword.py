@@ -1,0 +1,80 @@
+"""The keyword side of search: PostgreSQL full-text search over `asset_text` (migration
+0007), narrowed by the same declared filters as the vector side.
+
+The tsqueries, the score and the snippet come from the SQL functions of that migration,
+so that the CLI, the API and analysts' `assetdb_text_search` rank the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Float, String, and_, func, literal, or_, select, text
+from sqlalchemy.sql.elements import ColumnElement
+
+from assetdb.db.models import Asset
+from assetdb.db.text_models import AssetText
+from assetdb.search.filters import Filters
+from assetdb.search.query import where_clauses
+
+A = Asset.__table__.c
+T = AssetText.__table__.c
+
+
+@dataclass(frozen=True)
+class KeywordMatch:
+    asset_id: int
+    score: float
+
+
+def has_words(conn: Connection, query: str) -> bool:
+    """Whether the query holds anything the keyword side can match (not only punctuation
+    or spaces)."""
+    return bool(conn.execute(
+        text("SELECT assetdb_query_simple(:q) IS NOT NULL OR assetdb_query_lang(:q) IS NOT NULL"),
+        {"q": query},
+    ).scalar_one())
+
+
+def _queries(query: str) -> tuple[ColumnElement, ColumnElement]:
+    return (func.assetdb_query_simple(literal(query, String)),
+            func.assetdb_query_lang(literal(query, String)))
+
+
+def ranked(conn: Connection, query: str, *, k: int, filters: Filters, model: str,
+           exclude_ids: Sequence[int] = ()) -> list[KeywordMatch]:
+    """The k searchable assets that pass the filters whose words best match the query,
+    best first (ties by id)."""
+    q = select(*(c.label(n) for c, n in zip(_queries(query), ("qs", "ql"), strict=True))
+               ).cte("q")
+    score = func.assetdb_keyword_score(T.tsv_simple, T.tsv_lang, q.c.qs, q.c.ql,
+                                       type_=Float).label("score")
+    clauses = where_clauses(filters, model)
+    if exclude_ids:
+        clauses.append(A.id.not_in(list(exclude_ids)))
+    stmt = (
+        select(T.asset_id, score)
+        .select_from(q)
+        .join(AssetText.__table__, literal(True))
+        .join(Asset.__table__, A.id == T.asset_id)
+        .where(or_(T.tsv_simple.op("@@")(q.c.qs), T.tsv_lang.op("@@")(q.c.ql)), and_(*clauses))
+        .order_by(score.desc(), T.asset_id)
+        .limit(k)
+    )
+    return [KeywordMatch(r.asset_id, float(r.score)) for r in conn.execute(stmt)]
+
+
+def snippets(conn: Connection, query: str, ids: Sequence[int]) -> dict[int, str]:
+    """The matching text of each asset, the query's words in <mark>...</mark>."""
+    if not ids:
+        return {}
+    rows = conn.execute(text(
+        "SELECT t.asset_id, assetdb_snippet(t.document, t.tsv_lang, q.qs, q.ql) AS snippet "
+        "FROM (SELECT assetdb_query_simple(:q) AS qs, assetdb_query_lang(:q) AS ql) q, "
+        "asset_text t WHERE t.asset_id = ANY(:ids)"), {"q": query, "ids": list(ids)}).all()
+    return {r.asset_id: r.snippet for r in rows}
+
+
+def available(conn: Connection) -> bool:
+    """Whether this database has the keyword tables (migration 0007: `assetdb init`)."""
+    return bool(conn.execute(text("SELECT to_regclass('asset_text') IS NOT NULL")).scalar_one())
