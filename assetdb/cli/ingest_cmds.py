@@ -22,9 +22,12 @@ from assetdb.cli.output import LazyProgress, print_json
 @click.option("--no-embed", is_flag=True,
               help="Register files as pending without loading the model; "
                    "`assetdb worker` embeds them later.")
+@click.option("--ocr/--no-ocr", "ocr", default=None,
+              help="Also read the text in the images (OCR) for keyword search; the "
+                   "default is ASSETDB_OCR. Needs the `ocr` extra.")
 @json_option
 def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
-           follow_symlinks: bool, no_embed: bool, as_json: bool) -> None:
+           follow_symlinks: bool, no_embed: bool, ocr: bool | None, as_json: bool) -> None:
     """Add images (JPEG, PNG, WebP, GIF, BMP, TIFF) from files, folders and globs.
 
     Idempotent: unchanged files (same sha256) cost no model work on a second run,
@@ -45,18 +48,29 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     Examples:
       assetdb ingest ~/Pictures --recursive
       assetdb ingest 'shoots/2024-*/*.jpg' --metadata captions.csv
+      assetdb ingest scans/ --ocr
     """
     from assetdb.catalog.catalogue import Catalog
 
     settings = get_settings()
     _refuse_if_nothing_exists(paths, recursive)
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
-    with LazyProgress("ingest") as bar:
+    if ocr is None:
+        from assetdb.config import read_setting
+
+        ocr = read_setting("ASSETDB_OCR")
+    with LazyProgress("ingest") as bar, LazyProgress("ocr", "image") as ocr_bar:
+        from assetdb.ocr.service import OcrProgress
+
         report = Catalog(settings).ingest(
             paths, recursive=recursive, follow_symlinks=follow_symlinks,
             metadata_file=metadata_file, load_encoder=lambda: load_model(settings, meta=meta),
             embed=not no_embed, progress=bar.update, on_total=bar.on_total,
+            ocr=ocr, ocr_progress=OcrProgress(ocr_bar.on_total, ocr_bar.update),
         )
+    if report.ocr and report.ocr.get("error"):
+        click.echo(f"Warning: OCR skipped, the images are catalogued without their text: "
+                   f"{report.ocr['error']}", err=True)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -77,6 +91,9 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
         if report.metadata_unmatched:
             line += f"; {report.metadata_unmatched} metadata entries matched no file"
         click.echo(line)
+        if report.ocr and not report.ocr.get("error"):
+            click.echo(f"OCR: {report.ocr['done']} images read ({report.ocr['with_text']} with "
+                       f"text, {report.ocr['lines']} lines), {report.ocr['failed']} failed")
     if report.failed:
         raise SystemExit(1)
 

@@ -54,6 +54,10 @@ def upgrade(conn: Connection, model: str, dim: int,
             {"m": model, "d": str(dim)},
         )
     record_ef_search(conn, ef_search)
+    from assetdb.config import read_setting
+    from assetdb.db.text_search import record_text_config
+
+    record_text_config(conn, read_setting("ASSETDB_TEXT_SEARCH_CONFIG"))
     return read_meta(conn)
 
 

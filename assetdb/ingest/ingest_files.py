@@ -54,6 +54,7 @@ class IngestReport:
     metadata_unmatched: int = 0  # sidecar entries that name no ingested file
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
+    ocr: dict[str, Any] | None = None  # with ocr=True: assetdb.ocr.service.OcrReport, or error
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -259,6 +260,8 @@ def ingest(
     embed: bool = True,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
+    ocr: bool = False,
+    ocr_progress: Any = None,  # assetdb.ocr.service.OcrProgress
 ) -> IngestReport:
     """Ingest files. With embed=False rows are registered as 'pending' for workers.
     Non-images, symlinks out of the roots given (unless follow_symlinks) and the other
@@ -267,6 +270,8 @@ def ingest(
 
     The sidecar is parsed before anything is written: a malformed one raises SidecarError.
     `load_encoder` (instead of `encoder`) is called only if something needs the model.
+    ocr=True: then read the text in the files that have none yet (assetdb.ocr); a failure
+    there is reported in `ocr` and never undoes an embedding.
     """
     sidecar = load_sidecar(metadata_file) if metadata_file else {}
     found = scan(paths, recursive=recursive, follow_symlinks=follow_symlinks)
@@ -319,10 +324,14 @@ def ingest(
         if progress:
             progress(len(items) - len(to_embed))
 
-    if not to_embed:
-        return report
-    assert lazy is not None
-    _embed_claimed(settings, lazy.get(), model, to_embed, existing, report, progress)
+    if to_embed:
+        assert lazy is not None
+        _embed_claimed(settings, lazy.get(), model, to_embed, existing, report, progress)
+    if ocr:  # after the embeddings are written: OCR can fail, they stand
+        from assetdb.ocr.service import after_ingest
+
+        report.ocr = after_ingest(settings, [str(x.path) for x in items if not x.error],
+                                  ocr_progress)
     return report
 
 

@@ -335,6 +335,24 @@ def upgrade() -> None:
         "OR OLD.tags IS DISTINCT FROM NEW.tags OR OLD.metadata IS DISTINCT FROM NEW.metadata"
         ") EXECUTE FUNCTION assetdb_asset_text_sync()"
     )
+    # New content (a re-ingest of a changed file): the lines read from the old content
+    # no longer describe it, and it needs OCR again.
+    op.execute(
+        """
+        CREATE FUNCTION assetdb_ocr_stale() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM asset_ocr_lines WHERE asset_id = NEW.id;
+            DELETE FROM asset_ocr WHERE asset_id = NEW.id;
+            UPDATE asset_text SET ocr = '', updated_at = now()
+            WHERE asset_id = NEW.id AND ocr <> '';
+            RETURN NULL;
+        END $$
+        """
+    )
+    op.execute("CREATE TRIGGER assets_ocr_stale AFTER UPDATE OF sha256 ON assets "
+               "FOR EACH ROW WHEN (OLD.sha256 IS DISTINCT FROM NEW.sha256) "
+               "EXECUTE FUNCTION assetdb_ocr_stale()")
     # The catalogue so far (the insert trigger above computes the vectors).
     op.execute(
         """
@@ -348,6 +366,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER assets_ocr_stale ON assets")
+    op.execute("DROP FUNCTION assetdb_ocr_stale()")
     op.execute("DROP TRIGGER assets_text_update ON assets")
     op.execute("DROP TRIGGER assets_text_insert ON assets")
     op.execute("DROP FUNCTION assetdb_asset_text_sync()")
