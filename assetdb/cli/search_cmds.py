@@ -36,8 +36,13 @@ MODES = ("hybrid", "semantic", "keyword")  # assetdb.search.hybrid.MODES (no imp
 RANKED_COLUMNS = ("id", "score", "similarity", "kw_rank", "title", "snippet", "uri")
 
 
-def _plain_snippet(snippet: str | None) -> str | None:
-    return snippet.replace("<mark>", "[").replace("</mark>", "]") if snippet else snippet
+def _plain_snippet(snippet: str | None, lead: int = 12) -> str | None:
+    """The snippet for a table: matches in [brackets], starting shortly before the first."""
+    if not snippet:
+        return snippet
+    plain = snippet.replace("<mark>", "[").replace("</mark>", "]")
+    first = plain.find("[")
+    return "…" + plain[first - lead:] if first > lead + 1 else plain
 
 
 @click.command(cls=FilteredCommand)
