@@ -115,3 +115,13 @@ def test_ocr_that_cannot_load(initialised, pictures, monkeypatch):
                 )[0]["n"] == 2
     found = run_cli("search", "label", "--json")
     assert found.exit_code == 0 and json.loads(found.stdout)[0]["uri"].endswith("label.png")
+
+
+def test_workers_read_text_when_ocr_is_on(initialised, pictures, monkeypatch):
+    monkeypatch.setenv("ASSETDB_OCR", "1")
+    (pictures / "shape.png").unlink()  # one image: OCR is slow
+    assert run_cli("ingest", str(pictures), "--no-embed", "--no-ocr").exit_code == 0
+    assert rows(initialised, "SELECT count(*) AS n FROM asset_ocr")[0]["n"] == 0
+    out = run_cli("worker", "--once", "--json")
+    assert out.exit_code == 0, out.output
+    assert kw(initialised, "festival") == ["label.png"]
