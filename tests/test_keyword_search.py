@@ -261,3 +261,32 @@ def test_language_setting(initialised, monkeypatch, tmp_path):
         Catalog(Settings.from_env()).init()
     noise(tmp_path / "n.png", seed=1)  # the database still works after the refusal
     assert kw(settings, "hafen") == ids
+
+
+def test_api_mode_fields_and_pages(catalogue, initialised, encoder):
+    from fastapi.testclient import TestClient
+
+    from assetdb.api.app import create_app
+    from assetdb.api.deps import ApiConfig
+
+    config = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500)
+    with TestClient(create_app(initialised, encoder, config),
+                    base_url="http://127.0.0.1:8000") as client:
+        r = client.get("/api/search", params={"q": "spring", "mode": "keyword"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["mode"] == "keyword" and len(body["results"]) == 1
+        hit = body["results"][0]
+        assert hit["id"] == catalogue["red-1.png"] and hit["keyword_rank"] == 1
+        assert "<mark>spring</mark>" in hit["snippet"]
+        whole = client.get("/api/search", params={"q": "acme poster", "limit": 8}).json()
+        assert whole["mode"] == "hybrid"
+        pages = [client.get("/api/search", params={"q": "acme poster", "limit": 3,
+                                                   "offset": o}).json() for o in (0, 3, 6)]
+        assert [h["id"] for p in pages for h in p["results"]] == \
+            [h["id"] for h in whole["results"]]
+        assert client.get("/api/search", params={"q": "x", "mode": "fuzzy"}).status_code == 422
+        r = client.get("/api/search", params={"q": "!!", "mode": "keyword"})
+        assert r.status_code == 400 and "no words" in r.json()["error"]
+        fallback = client.get("/api/search", params={"q": "!!"}).json()
+        assert fallback["mode"] == "semantic" and fallback["warnings"]
