@@ -19,7 +19,7 @@ from assetdb.db.engine import connect
 from assetdb.db.roles import reader_conninfo
 from assetdb.errors import ConfigError, FilterError
 from assetdb.ingest.ingest_files import ingest
-from assetdb.search import hybrid
+from assetdb.search import hybrid, keyword
 from assetdb.search.filters import build_filters
 from tests.api_support import make_catalogue
 from tests.conftest import run_cli
@@ -225,6 +225,7 @@ def test_migration_and_service_share_the_fusion_constants():
 
     migration = importlib.import_module("assetdb.migrations.versions.0007_keyword_search")
     assert (migration.RRF_K, migration.FUSION_DEPTH) == (hybrid.RRF_K, hybrid.FUSION_DEPTH)
+    assert migration.SOME_WORDS_CAP == keyword.SOME_WORDS_CAP
 
 
 def test_cli_modes_json_and_fallback(catalogue, initialised):

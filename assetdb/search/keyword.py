@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Float, String, and_, func, literal, or_, select, text
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import (
+    Connection,
+    Float,
+    String,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
 
 from assetdb.db.models import Asset
 from assetdb.db.text_models import AssetText
@@ -36,31 +48,39 @@ def has_words(conn: Connection, query: str) -> bool:
     ).scalar_one())
 
 
-def _queries(query: str) -> tuple[ColumnElement, ColumnElement]:
-    return (func.assetdb_query_simple(literal(query, String)),
-            func.assetdb_query_lang(literal(query, String)))
+# Rows that match only some words are ranked at most this many (migration 0007 holds the
+# same number: a test holds the two together).
+SOME_WORDS_CAP = 2000
 
 
 def ranked(conn: Connection, query: str, *, k: int, filters: Filters, model: str,
            exclude_ids: Sequence[int] = ()) -> list[KeywordMatch]:
     """The k searchable assets that pass the filters whose words best match the query,
-    best first (ties by id)."""
-    q = select(*(c.label(n) for c, n in zip(_queries(query), ("qs", "ql"), strict=True))
-               ).cte("q")
-    score = func.assetdb_keyword_score(T.tsv_simple, T.tsv_lang, q.c.qs, q.c.ql,
-                                       type_=Float).label("score")
+    best first (ties by id): assets with every word of the query (on the simple side, as
+    prefixes, or stemmed) score above 1 and come first; then, up to SOME_WORDS_CAP of
+    them, assets with some of its stemmed words. As assetdb_keyword_ranked does."""
+    lit = literal(query, String)
+    q = select(func.assetdb_query_simple(lit).label("qs"),
+               func.assetdb_query_lang_all(lit).label("qa"),
+               func.assetdb_query_lang(lit).label("ql")).cte("q")
+    score = func.assetdb_keyword_score(T.tsv_simple, T.tsv_lang, q.c.qs, q.c.ql, type_=Float)
+    every = or_(T.tsv_simple.op("@@")(q.c.qs), T.tsv_lang.op("@@")(q.c.qa))
     clauses = where_clauses(filters, model)
     if exclude_ids:
         clauses.append(A.id.not_in(list(exclude_ids)))
-    stmt = (
-        select(T.asset_id, score)
-        .select_from(q)
-        .join(AssetText.__table__, literal(True))
-        .join(Asset.__table__, A.id == T.asset_id)
-        .where(or_(T.tsv_simple.op("@@")(q.c.qs), T.tsv_lang.op("@@")(q.c.ql)), and_(*clauses))
-        .order_by(score.desc(), T.asset_id)
-        .limit(k)
-    )
+
+    def base(*columns: Any) -> Any:  # noqa: ANN401
+        return (select(*columns).select_from(q)
+                .join(AssetText.__table__, literal(True))
+                .join(Asset.__table__, A.id == T.asset_id).where(and_(*clauses)))
+
+    every_word = base(T.asset_id, (1 + score).label("score")).where(every)
+    some_words = base(T.asset_id, score.label("score")).where(
+        T.tsv_lang.op("@@")(q.c.ql), q.c.ql.is_distinct_from(q.c.qa),
+        ~func.coalesce(every, false())).limit(SOME_WORDS_CAP)
+    both = union_all(every_word, some_words.subquery().select()).subquery()
+    stmt = select(both.c.asset_id, both.c.score).order_by(both.c.score.desc(),
+                                                          both.c.asset_id).limit(k)
     return [KeywordMatch(r.asset_id, float(r.score)) for r in conn.execute(stmt)]
 
 

@@ -32,6 +32,9 @@ depends_on = None
 # the same numbers (a test holds the two together).
 RRF_K = 60
 FUSION_DEPTH = 100
+# Rows that match only some of a query's words are ranked at most this many (as the index
+# gives them): a word common to the whole catalogue must not cost a rank of every row.
+SOME_WORDS_CAP = 2000
 
 # The searchable rows, as every search function has them (migration 0002).
 _SEARCHABLE = """
@@ -136,16 +139,31 @@ _FUNCTIONS = [
         LANGUAGE sql STABLE PARALLEL SAFE
         AS $$
             WITH q AS (SELECT assetdb_query_simple(query) AS qs,
-                              assetdb_query_lang(query) AS ql)
-            SELECT t.asset_id,
-                   assetdb_keyword_score(t.tsv_simple, t.tsv_lang, q.qs, q.ql) AS score
-            FROM q, asset_text t JOIN assets a ON a.id = t.asset_id
-            WHERE (t.tsv_simple @@ q.qs OR t.tsv_lang @@ q.ql) AND {_SEARCHABLE}
-            ORDER BY score DESC, t.asset_id
+                              assetdb_query_lang_all(query) AS qa,
+                              assetdb_query_lang(query) AS ql),
+            every_word AS (
+                SELECT t.asset_id,
+                       1 + assetdb_keyword_score(t.tsv_simple, t.tsv_lang, q.qs, q.ql) AS score
+                FROM q, asset_text t JOIN assets a ON a.id = t.asset_id
+                WHERE (t.tsv_simple @@ q.qs OR t.tsv_lang @@ q.qa) AND {_SEARCHABLE}
+            ),
+            some_words AS (
+                SELECT t.asset_id,
+                       assetdb_keyword_score(t.tsv_simple, t.tsv_lang, q.qs, q.ql) AS score
+                FROM q, asset_text t JOIN assets a ON a.id = t.asset_id
+                WHERE t.tsv_lang @@ q.ql AND q.ql IS DISTINCT FROM q.qa
+                  AND NOT COALESCE(t.tsv_simple @@ q.qs OR t.tsv_lang @@ q.qa, false)
+                  AND {_SEARCHABLE}
+                LIMIT {SOME_WORDS_CAP}
+            )
+            SELECT r.asset_id, r.score FROM (
+                SELECT * FROM every_word UNION ALL SELECT * FROM some_words) r
+            ORDER BY r.score DESC, r.asset_id
             LIMIT k
         $$
         """,
-        "The k searchable assets whose words best match the query (no snippets).",
+        "The k searchable assets whose words best match the query (no snippets): those "
+        "with every word first (score above 1), then those with some.",
     ),
     (
         "assetdb_text_search(text, integer)",
@@ -206,6 +224,15 @@ _FUNCTIONS = [
         f"by reciprocal rank (1/({RRF_K}+rank) on each side, each read {FUSION_DEPTH} deep).",
     ),
 ]
+
+# The language side's query with every word (AND), beside assetdb_query_lang's any (OR).
+_ANY = next(f for f in _FUNCTIONS if f[0] == "assetdb_query_lang(text)")
+_FUNCTIONS.insert(_FUNCTIONS.index(_ANY) + 1, (
+    "assetdb_query_lang_all(text)",
+    _ANY[1].replace("assetdb_query_lang(query", "assetdb_query_lang_all(query")
+           .replace("' | '", "' & '"),
+    "The language side's query: every one of the query's stemmed words; NULL without words.",
+))
 
 # Search text of one asset from its row (NEW): what people wrote, and the file's name.
 _TEXT_FROM_ASSET = """
