@@ -189,8 +189,11 @@ def test_fusion_rule_paging_and_sql_functions_agree(catalogue, initialised, enco
     full = hybrid.search(settings, query, encoder=encoder, k=8).hits
     # Reciprocal rank fusion, ties to the lower id.
     for h in full:
-        expected = sum(1 / (hybrid.RRF_K + r) for r in (h.semantic_rank, h.keyword_rank) if r)
+        weight = hybrid.EVERY_WORD_WEIGHT if (h.keyword_score or 0) >= keyword.EVERY_WORD else 1
+        expected = (1 / (hybrid.RRF_K + h.semantic_rank) if h.semantic_rank else 0) + (
+            weight / (hybrid.RRF_K + h.keyword_rank) if h.keyword_rank else 0)
         assert h.score == pytest.approx(expected, abs=1e-6)
+    assert any(h.keyword_score >= keyword.EVERY_WORD for h in full if h.keyword_score)
     assert [h.score for h in full] == sorted((h.score for h in full), reverse=True)
     # Paging: a shorter request is a prefix of a longer one (the depth does not move).
     for k in (1, 3, 5):
@@ -226,6 +229,19 @@ def test_migration_and_service_share_the_fusion_constants():
     migration = importlib.import_module("assetdb.migrations.versions.0007_keyword_search")
     assert (migration.RRF_K, migration.FUSION_DEPTH) == (hybrid.RRF_K, hybrid.FUSION_DEPTH)
     assert migration.SOME_WORDS_CAP == keyword.SOME_WORDS_CAP
+    assert migration.EVERY_WORD_WEIGHT == hybrid.EVERY_WORD_WEIGHT
+
+
+def test_every_word_match_outranks_the_best_wordless_semantic_match(initialised, encoder):
+    """A keyword match with every word, found nowhere near the top on the semantic side,
+    still comes first in hybrid (plain RRF would tie it with the best semantic match)."""
+    settings = initialised
+    ids = _seed_words(settings, [{"title": f"filler {i}"} for i in range(120)]
+                      + [{"title": "zebulon quartz"}])
+    result = hybrid.search(settings, "zebulon quartz", encoder=encoder, k=3)
+    top = result.hits[0]
+    assert top.id == ids[-1] and top.keyword_rank == 1
+    assert top.semantic_rank is None or top.semantic_rank > 1
 
 
 def test_cli_modes_json_and_fallback(catalogue, initialised):

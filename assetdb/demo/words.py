@@ -77,14 +77,12 @@ def render(item: WordImage, rng: random.Random, *, font: Path | None, size: int 
 
 
 def demo_items() -> list[tuple[str, WordImage, str]]:
-    """A few posters for the demo: (file name, item, its title)."""
+    """A few posters for the demo: (file name, item, its title). Words only: a shape
+    beside them would come up in the demo's shape searches."""
     return [
-        ("poster-harbour.png", WordImage(["HARBOUR", "FESTIVAL"], "circle", "blue"),
-         "Summer event poster"),
-        ("label-qx4471.png", WordImage(["QX-4471", "LOT 88"], "square", "red"),
-         "Shipping label"),
-        ("slide-quarterly.png", WordImage(["Quarterly", "results"], "star", "yellow"),
-         "Slide"),
+        ("poster-harbour.png", WordImage(["HARBOUR", "FESTIVAL"]), "Summer event poster"),
+        ("label-qx4471.png", WordImage(["QX-4471", "LOT 88"]), "Shipping label"),
+        ("slide-quarterly.png", WordImage(["Quarterly", "results"], dark=True), "Slide"),
     ]
 
 

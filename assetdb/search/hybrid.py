@@ -2,7 +2,11 @@
 what people wrote and OCR text) and `hybrid` (both, fused by reciprocal rank).
 
 Fusion: each side is read FUSION_DEPTH deep (or k, when more), and an asset scores
-1/(RRF_K + rank) on each side it appears in; ties go to the lower id. The depth does not
+1/(RRF_K + rank) on each side it appears in, twice that (EVERY_WORD_WEIGHT) on the keyword
+side when it matches every word of the query; ties go to the lower id. Plain RRF ties a
+keyword-only match with the best semantic match that shares no word with the query, and
+in a large catalogue the asset that carries a unique printed word is rarely among the
+semantic side's first hundred: the weight settles that tie for the words. The depth does not
 depend on the page asked for, so that pages of one query are slices of one ranking.
 Migration 0007's `assetdb_hybrid_search` fuses by the same rule (a test holds the two
 together). The vector side is search.query's nearest(), through searches._nearest: its
@@ -32,6 +36,7 @@ MODES = ("hybrid", "semantic", "keyword")
 DEFAULT_MODE = "hybrid"
 RRF_K = 60
 FUSION_DEPTH = 100
+EVERY_WORD_WEIGHT = 2.0
 
 
 @dataclass
@@ -76,12 +81,17 @@ def check_request(query: str, mode: str, k: int, min_similarity: float | None) -
                           "semantic, or leave it out")
 
 
-def fuse(semantic: list[int], keyword_ids: list[int]) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of two rankings (best first): (id, score), best first."""
+def fuse(semantic: list[int], keyword_ids: list[int],
+         every_word: set[int] | None = None) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of two rankings (best first): (id, score), best first; a
+    keyword match with every word of the query (`every_word`) counts EVERY_WORD_WEIGHT
+    times."""
     scores: dict[int, float] = {}
-    for ranking in (semantic, keyword_ids):
-        for place, asset_id in enumerate(ranking, start=1):
-            scores[asset_id] = scores.get(asset_id, 0.0) + 1.0 / (RRF_K + place)
+    for place, asset_id in enumerate(semantic, start=1):
+        scores[asset_id] = scores.get(asset_id, 0.0) + 1.0 / (RRF_K + place)
+    for place, asset_id in enumerate(keyword_ids, start=1):
+        weight = EVERY_WORD_WEIGHT if every_word and asset_id in every_word else 1.0
+        scores[asset_id] = scores.get(asset_id, 0.0) + weight / (RRF_K + place)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -150,7 +160,8 @@ def _hybrid(settings: Settings, conn: Connection, meta: dict[str, str], query: s
     matches = keyword.ranked(conn, query, k=depth, filters=filters, model=meta["model"])
     sem_place = {h.id: i for i, h in enumerate(semantic, start=1)}
     kw_place = {m.asset_id: (i, m.score) for i, m in enumerate(matches, start=1)}
-    fused = fuse([h.id for h in semantic], [m.asset_id for m in matches])
+    fused = fuse([h.id for h in semantic], [m.asset_id for m in matches],
+                 {m.asset_id for m in matches if m.every_word})
     by_id: dict[int, Hit] = {h.id: h for h in semantic}
     by_id.update(_details(conn, [i for i, _ in fused if i not in by_id], vector))
     if min_similarity is not None:

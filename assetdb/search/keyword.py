@@ -38,6 +38,10 @@ class KeywordMatch:
     asset_id: int
     score: float
 
+    @property
+    def every_word(self) -> bool:
+        return self.score >= EVERY_WORD
+
 
 def has_words(conn: Connection, query: str) -> bool:
     """Whether the query holds anything the keyword side can match (not only punctuation
@@ -51,14 +55,16 @@ def has_words(conn: Connection, query: str) -> bool:
 # Rows that match only some words are ranked at most this many (migration 0007 holds the
 # same number: a test holds the two together).
 SOME_WORDS_CAP = 2000
+EVERY_WORD = 2.0  # the least score of a match with every word of the query
 
 
 def ranked(conn: Connection, query: str, *, k: int, filters: Filters, model: str,
            exclude_ids: Sequence[int] = ()) -> list[KeywordMatch]:
     """The k searchable assets that pass the filters whose words best match the query,
     best first (ties by id): assets with every word of the query (on the simple side, as
-    prefixes, or stemmed) score above 1 and come first; then, up to SOME_WORDS_CAP of
-    them, assets with some of its stemmed words. As assetdb_keyword_ranked does."""
+    prefixes, or stemmed) score EVERY_WORD and above and come first; then, up to
+    SOME_WORDS_CAP of them, assets with some of its stemmed words. As
+    assetdb_keyword_ranked does."""
     lit = literal(query, String)
     q = select(func.assetdb_query_simple(lit).label("qs"),
                func.assetdb_query_lang_all(lit).label("qa"),
@@ -74,7 +80,7 @@ def ranked(conn: Connection, query: str, *, k: int, filters: Filters, model: str
                 .join(AssetText.__table__, literal(True))
                 .join(Asset.__table__, A.id == T.asset_id).where(and_(*clauses)))
 
-    every_word = base(T.asset_id, (1 + score).label("score")).where(every)
+    every_word = base(T.asset_id, (2 + score).label("score")).where(every)
     some_words = base(T.asset_id, score.label("score")).where(
         T.tsv_lang.op("@@")(q.c.ql), q.c.ql.is_distinct_from(q.c.qa),
         ~func.coalesce(every, false())).limit(SOME_WORDS_CAP)

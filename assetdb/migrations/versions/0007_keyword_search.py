@@ -35,6 +35,9 @@ FUSION_DEPTH = 100
 # Rows that match only some of a query's words are ranked at most this many (as the index
 # gives them): a word common to the whole catalogue must not cost a rank of every row.
 SOME_WORDS_CAP = 2000
+# In the fusion, a keyword match with every word of the query counts this many times: it
+# then outranks the best semantic match that has no words in common with the query.
+EVERY_WORD_WEIGHT = 2
 
 # The searchable rows, as every search function has them (migration 0002).
 _SEARCHABLE = """
@@ -143,7 +146,7 @@ _FUNCTIONS = [
                               assetdb_query_lang(query) AS ql),
             every_word AS (
                 SELECT t.asset_id,
-                       1 + assetdb_keyword_score(t.tsv_simple, t.tsv_lang, q.qs, q.ql) AS score
+                       2 + assetdb_keyword_score(t.tsv_simple, t.tsv_lang, q.qs, q.ql) AS score
                 FROM q, asset_text t JOIN assets a ON a.id = t.asset_id
                 WHERE (t.tsv_simple @@ q.qs OR t.tsv_lang @@ q.qa) AND {_SEARCHABLE}
             ),
@@ -163,7 +166,7 @@ _FUNCTIONS = [
         $$
         """,
         "The k searchable assets whose words best match the query (no snippets): those "
-        "with every word first (score above 1), then those with some.",
+        "with every word first (score 2 and above), then those with some (below 2).",
     ),
     (
         "assetdb_text_search(text, integer)",
@@ -197,13 +200,14 @@ _FUNCTIONS = [
                        row_number() OVER (ORDER BY n.similarity DESC, n.asset_id)::int AS r
                 FROM assetdb_nearest(query_vector, GREATEST(k, {FUSION_DEPTH})) n
             ), kw AS (
-                SELECT w.asset_id,
+                SELECT w.asset_id, w.score >= 2 AS every_word,
                        row_number() OVER (ORDER BY w.score DESC, w.asset_id)::int AS r
                 FROM assetdb_keyword_ranked(query, GREATEST(k, {FUSION_DEPTH})) w
             ), fused AS (
                 SELECT COALESCE(sem.asset_id, kw.asset_id) AS asset_id,
                        COALESCE(1.0 / ({RRF_K} + sem.r), 0)
-                       + COALESCE(1.0 / ({RRF_K} + kw.r), 0) AS score,
+                       + COALESCE(CASE WHEN kw.every_word THEN {EVERY_WORD_WEIGHT}.0 ELSE 1.0 END
+                                  / ({RRF_K} + kw.r), 0) AS score,
                        sem.similarity, sem.r AS semantic_rank, kw.r AS keyword_rank
                 FROM sem FULL JOIN kw ON kw.asset_id = sem.asset_id
                 ORDER BY score DESC, asset_id
@@ -221,7 +225,8 @@ _FUNCTIONS = [
         $$
         """,
         "Hybrid search: the query's words and a query vector (assetdb embed-text), fused "
-        f"by reciprocal rank (1/({RRF_K}+rank) on each side, each read {FUSION_DEPTH} deep).",
+        f"by reciprocal rank (1/({RRF_K}+rank) on each side, each read {FUSION_DEPTH} deep; "
+        f"a keyword match with every word counts {EVERY_WORD_WEIGHT}x).",
     ),
 ]
 
