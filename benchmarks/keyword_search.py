@@ -219,6 +219,50 @@ def quality(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     return stats
 
 
+HARD = {  # condition -> render options (what OCR reads well and badly)
+    "baseline 40 px": {"size": 40},
+    "small text 14 px": {"size": 14},
+    "tiny text 9 px": {"size": 9},
+    "rotated 15 deg": {"size": 40, "rotation": 15.0},
+    "rotated 45 deg": {"size": 40, "rotation": 45.0},
+    "upside down": {"size": 40, "rotation": 180.0},
+    "heavy noise 0.45": {"size": 40, "noise": 0.45},
+    "low contrast": {"size": 40, "low_contrast": True},
+}
+
+
+def hard_cases(per: int, seed: int) -> list[dict[str, Any]]:
+    """Word recall of the OCR model alone under harder conditions, `per` images each."""
+    from PIL import ImageEnhance
+
+    from assetdb.demo.words import WordImage, font_paths, render
+    from assetdb.ocr.service import shared_engine
+
+    engine = shared_engine()
+    fonts = font_paths()
+    rng = random.Random(seed)
+    rows = []
+    for name, opts in HARD.items():
+        found = total = 0
+        seconds = 0.0
+        for _ in range(per):
+            word = unique_word(rng, set())
+            opts = dict(opts)
+            low = opts.pop("low_contrast", False)
+            img = render(WordImage([word]), rng, font=rng.choice(fonts) if fonts else None,
+                         **opts)
+            if low:
+                img = ImageEnhance.Contrast(img).enhance(0.25)
+            start = time.perf_counter()
+            got = tokens([ln.text for ln in engine.read(img)])
+            seconds += time.perf_counter() - start
+            found += word in got
+            total += 1
+        rows.append({"condition": name, "images": total, "word recall": round(found / total, 2),
+                     "s/image": round(seconds / total, 2)})
+    return rows
+
+
 VOCAB_SIZE = 20_000
 
 
@@ -314,7 +358,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=72, help="generated images (part 1)")
     ap.add_argument("--rows", type=int, default=100_000, help="synthetic rows (part 2)")
-    ap.add_argument("--part", choices=("quality", "latency", "all"), default="all")
+    ap.add_argument("--part", choices=("quality", "hard", "latency", "all"), default="all")
+    ap.add_argument("--hard-per", type=int, default=4, help="images per hard OCR condition")
     ap.add_argument("--fetch-fonts", action="store_true",
                     help="apt-get download extra Debian fonts into benchmarks/.cache")
     ap.add_argument("--seed", type=int, default=7)
@@ -329,6 +374,9 @@ def main() -> None:
         if args.part in ("quality", "all"):
             result["quality"] = quality(args, home / "q")
             tables["query types (hit@1, MRR)"] = result["quality"]["query_types"]
+        if args.part in ("hard", "all"):
+            result["ocr_hard_cases"] = hard_cases(args.hard_per, args.seed)
+            tables["OCR under harder conditions"] = result["ocr_hard_cases"]
         if args.part in ("latency", "all"):
             result["latency"] = latency(args, home / "l")
             tables[f"latency at {args.rows} rows"] = result["latency"]["latency"]
