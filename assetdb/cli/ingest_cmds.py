@@ -48,7 +48,7 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
     Examples:
       assetdb ingest ~/Pictures --recursive
       assetdb ingest 'shoots/2024-*/*.jpg' --metadata captions.csv
-      assetdb ingest scans/ --ocr
+      assetdb ingest ~/Pictures --ocr
     """
     from assetdb.catalog.catalogue import Catalog
 
