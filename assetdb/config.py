@@ -174,6 +174,11 @@ SETTINGS: tuple[Setting, ...] = (
             _float(0.01)),
     Setting("ASSETDB_DB_RETRY_SECONDS", 30.0, "how long a worker waits for a database that "
             "went away", _float(0.0)),
+    # Keyword search and OCR (assetdb.search.keyword, assetdb.ocr).
+    Setting("ASSETDB_OCR", False, "1: ingest and workers read the text in images (OCR; "
+            "needs the `ocr` extra)", _flag),
+    Setting("ASSETDB_TEXT_SEARCH_CONFIG", "english", "PostgreSQL text search configuration "
+            "of keyword search's stemmed side; `assetdb init` applies it", _text_or),
 )
 
 

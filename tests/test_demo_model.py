@@ -168,6 +168,11 @@ def test_demo_command_end_to_end():
         filtered = data["filtered"]
         assert all("on-white" in h["tags"] for h in filtered["hits"])
         assert data["zero_shot"]["accuracy"] >= 0.9
+        # Posters with printed words: the keyword search finds a code only OCR read, the
+        # hybrid search the poster that carries the word and shows the shape.
+        keyword, hybrid = data["word_searches"]
+        assert keyword["hits"][0]["correct"] and "LOT" in keyword["hits"][0]["snippet"]
+        assert hybrid["hits"][0]["correct"] and hybrid["hits"][0]["keyword_rank"] == 1
         assert data["moderation"]["flagged_of_concept"] >= 0.9 * data["moderation"][
             "concept_images"]
         # A second run reuses the catalogue: nothing is embedded again.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel
@@ -38,6 +38,12 @@ class SearchHit(BaseModel):
     kind: str | None
     tags: list[str]
     thumbnail_url: str
+    # Text search (assetdb.search.hybrid): why it matched. The snippet is plain text with
+    # the matched words in <mark>...</mark> (a page escapes it, then shows those marks).
+    score: float | None = None
+    semantic_rank: int | None = None
+    keyword_rank: int | None = None
+    snippet: str | None = None
 
 
 class SearchPage(BaseModel):
@@ -46,12 +52,18 @@ class SearchPage(BaseModel):
     limit: int
     has_more: bool
     cap: int  # no search returns more than this many results in all
+    mode: str | None = None  # the text search mode that ran (hybrid may fall back)
+    warnings: list[str] = []
 
 
 def _hit(h: Hit) -> SearchHit:
     return SearchHit(id=h.id, uri=h.uri, name=PurePath(h.uri).name, title=h.title,
                      similarity=h.similarity, kind=h.kind, tags=h.tags,
-                     thumbnail_url=f"/api/assets/{h.id}/thumbnail")
+                     thumbnail_url=f"/api/assets/{h.id}/thumbnail",
+                     score=getattr(h, "score", None),
+                     semantic_rank=getattr(h, "semantic_rank", None),
+                     keyword_rank=getattr(h, "keyword_rank", None),
+                     snippet=getattr(h, "snippet", None))
 
 
 def _window(cap: int, offset: int, limit: int) -> tuple[int, int]:
@@ -70,18 +82,27 @@ def _page(hits: list[Hit], cap: int, offset: int, limit: int) -> SearchPage:
 def text_search(
     settings: SettingsDep, encoder: EncoderDep, config: ConfigDep, filters: FiltersDep,
     min_similarity: MinSimilarityDep,
-    q: Annotated[str, Query(min_length=1, max_length=1000, description="what the image shows")],
+    q: Annotated[str, Query(min_length=1, max_length=1000,
+                            description="what the image shows, or words it carries")],
+    mode: Annotated[Literal["hybrid", "semantic", "keyword"], Query(
+        description="hybrid: words and meaning fused; semantic: CLIP only; keyword: "
+                    "full-text over titles, tags, descriptions, metadata, file names, "
+                    "OCR text")] = "hybrid",
     offset: Offset = 0, limit: Limit = 24,
 ) -> SearchPage:
-    """CLIP text-to-image search, narrowed by the filters. Example:
-    `GET /api/search?q=red+sneakers&tag=product&meta=brand=acme&limit=24`"""
+    """Text search, narrowed by the filters; each hit says why it matched (similarity,
+    keyword rank, snippet). Example:
+    `GET /api/search?q=red+sneakers&mode=hybrid&tag=product&meta=brand=acme&limit=24`"""
     k, _ = _window(config.max_results, offset, limit)
     if offset >= config.max_results:
         return _page([], config.max_results, offset, limit)
-    hits = Catalog(settings).search_text(encoder, q, k=k, filters=filters,
-                                         min_similarity=min_similarity)
-    return _page(hits,
-                 config.max_results, offset, limit)
+    # Each side read as deep as the cap: every page is a slice of one fused ranking.
+    result = Catalog(settings).search(q, mode=mode, encoder=encoder, k=k, filters=filters,
+                                      min_similarity=min_similarity,
+                                      depth=config.max_results)
+    page = _page(result.hits, config.max_results, offset, limit)
+    page.mode, page.warnings = result.mode, result.warnings
+    return page
 
 
 @router.post("/search/image", response_model=SearchPage, summary="Search by an uploaded image")

@@ -100,6 +100,14 @@ class Catalog:
 
         return search_text(self.settings, encoder, text, **options)
 
+    def search(self, text: str, *, mode: str = "hybrid", encoder: Encoder | None = None,
+               **options: Any) -> Any:
+        """Search by words and meaning (assetdb.search.hybrid): mode hybrid, semantic or
+        keyword (which needs no encoder). Returns a SearchResult (hits and warnings)."""
+        from assetdb.search.hybrid import search
+
+        return search(self.settings, text, mode=mode, encoder=encoder, **options)
+
     def search_image(self, encoder: Encoder, image: Path | Image.Image,
                      **options: Any) -> list[Any]:
         from assetdb.search.searches import search_image

@@ -22,7 +22,10 @@ def _print_search(n: int, search: Any) -> None:  # noqa: ANN401
     click.echo(f"   $ {search.command}")
     for hit in search.hits:
         mark = "✓" if search.correct(hit) else "✗"
-        click.echo(f"   {mark} {hit.similarity:.3f}  #{hit.id:<4} {hit.title}")
+        sim = "  -  " if hit.similarity is None else f"{hit.similarity:.3f}"
+        words = getattr(hit, "snippet", None)
+        words = f"  [{words.replace('<mark>', '').replace('</mark>', '')}]" if words else ""
+        click.echo(f"   {mark} {sim}  #{hit.id:<4} {hit.title}{words}")
     right = sum(search.correct(h) for h in search.hits)
     click.echo(f"   {right}/{len(search.hits)} show {' + '.join(search.expected)}")
 
@@ -41,7 +44,8 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     Draws 288 images of coloured shapes (circle, square, triangle, star, cross,
     diamond) on coloured backgrounds, ingests them into an embedded PostgreSQL with
     the small CLIP shipped in the package (trained from scratch on such images), then
-    runs text searches, a similar-image search, a filtered search, zero-shot
+    runs text searches, a similar-image search, a filtered search, a keyword and a
+    hybrid search over a few posters with printed words (read by OCR), zero-shot
     classification and a moderation rule. Every image's title is its true caption,
     and ✓/✗ marks whether a result shows what was asked for.
 
@@ -71,6 +75,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     searches = walkthrough.text_searches(settings, encoder)
     similar = walkthrough.similar_search(settings)
     filtered = walkthrough.filtered_search(settings, encoder)
+    worded = walkthrough.word_searches(settings, encoder)
     held_out = walkthrough.held_out_images(settings)
     classified = walkthrough.zero_shot(encoder, held_out)
     accuracy = sum(c.truth == c.predicted for c in classified) / len(classified)
@@ -82,6 +87,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
             "home": str(settings.home), "model": settings.model, "ingest": report.as_dict(),
             "text_searches": [_search_json(s) for s in searches],
             "similar": _search_json(similar), "filtered": _search_json(filtered),
+            "word_searches": [_search_json(s) for s in worded],
             "zero_shot": {"images": len(classified), "accuracy": accuracy,
                           "labels": list(walkthrough.shapes.SHAPES),
                           "results": [c.__dict__ for c in classified]},
@@ -101,6 +107,9 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
         _print_search(n, search)
     _print_search(n + 1, similar)
     _print_search(n + 2, filtered)
+    for search in worded:  # posters with printed words: keyword, then hybrid
+        n += 1
+        _print_search(n + 2, search)
     click.echo(f"\n{n + 3}. Zero-shot classification of {len(classified)} new images into "
                f"{len(walkthrough.shapes.SHAPES)} shapes ({', '.join(walkthrough.shapes.SHAPES)}), "
                f"prompts {' | '.join(walkthrough.shapes.SHAPE_TEMPLATES)}")

@@ -26,9 +26,13 @@ from assetdb.cli.output import LazyProgress, print_json
               help="Read and hash every file, even those whose size, mtime, ctime and "
                    "inode are unchanged since they were last read (by default those are "
                    "trusted and not read). For a file system whose times cannot be trusted.")
+@click.option("--ocr/--no-ocr", "ocr", default=None,
+              help="Also read the text in the images (OCR) for keyword search; the "
+                   "default is ASSETDB_OCR. Needs the `ocr` extra.")
 @json_option
 def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
-           follow_symlinks: bool, no_embed: bool, rehash: bool, as_json: bool) -> None:
+           follow_symlinks: bool, no_embed: bool, rehash: bool, ocr: bool | None,
+           as_json: bool) -> None:
     """Add images (JPEG, PNG, WebP, GIF, BMP, TIFF) from files, folders and globs.
 
     Idempotent: unchanged files (same sha256) cost no model work on a second run,
@@ -53,19 +57,30 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
       assetdb ingest ~/Pictures --recursive
       assetdb ingest 'shoots/2024-*/*.jpg' --metadata captions.csv
       assetdb ingest ~/Pictures --recursive --rehash
+      assetdb ingest ~/Pictures --ocr
     """
     from assetdb.catalog.catalogue import Catalog
 
     settings = get_settings()
     _refuse_if_nothing_exists(paths, recursive)
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
-    with LazyProgress("ingest") as bar:
+    if ocr is None:
+        from assetdb.config import read_setting
+
+        ocr = read_setting("ASSETDB_OCR")
+    with LazyProgress("ingest") as bar, LazyProgress("ocr", "image") as ocr_bar:
+        from assetdb.ocr.service import OcrProgress
+
         report = Catalog(settings).ingest(
             paths, recursive=recursive, follow_symlinks=follow_symlinks,
             metadata_file=metadata_file, load_encoder=lambda: load_model(settings, meta=meta),
             embed=not no_embed, rehash=rehash, progress=bar.update,
             on_total=bar.on_total, say=None if as_json else bar.note,
+            ocr=ocr, ocr_progress=OcrProgress(ocr_bar.on_total, ocr_bar.update),
         )
+    if report.ocr and report.ocr.get("error"):
+        click.echo(f"Warning: OCR skipped, the images are catalogued without their text: "
+                   f"{report.ocr['error']}", err=True)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -91,6 +106,9 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
         if report.index_built_after_load:
             line += f"; vector index built once after loading ({report.index_build_seconds} s)"
         click.echo(line)
+        if report.ocr and not report.ocr.get("error"):
+            click.echo(f"OCR: {report.ocr['done']} images read ({report.ocr['with_text']} with "
+                       f"text, {report.ocr['lines']} lines), {report.ocr['failed']} failed")
     if report.failed:
         raise SystemExit(1)
 

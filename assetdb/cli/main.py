@@ -35,13 +35,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("assetdb.cli.demo_cmds", "demo"),
     "finetune": ("assetdb.cli.train_cmds", "finetune"),
     "eval": ("assetdb.cli.train_cmds", "evaluate"),
+    "ocr": ("assetdb.cli.ocr_cmds", "ocr"),
 }
 
 SHORT_HELP: dict[str, str] = {
     "init": "Create the database schema (safe to run again).",
     "db": "The database: its URL, and the embedded server.",
     "ingest": "Add image files, folders or globs to the catalogue.",
-    "search": "Find assets that match a text description.",
+    "search": "Find assets by what they show and by their words.",
     "similar": "Find assets that look like an asset or an image file.",
     "ask": "Answer a question from the catalogue with an LLM (RAG).",
     "stats": "Counts by status, kind and model; database and model.",
@@ -61,6 +62,7 @@ SHORT_HELP: dict[str, str] = {
     "demo": "Offline demo: generate, ingest and search a shapes catalogue.",
     "finetune": "Fine-tune a CLIP model on (image, caption) pairs.",
     "eval": "Zero-shot accuracy on class folders, or recall@K on pairs.",
+    "ocr": "Read the text in catalogued images (OCR), for keyword search.",
 }
 
 

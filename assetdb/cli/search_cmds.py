@@ -32,38 +32,76 @@ def _show(hits: list, as_json: bool) -> None:  # noqa: ANN001 - list[Hit]
         print_table(rows, COLUMNS)
 
 
+MODES = ("hybrid", "semantic", "keyword")  # assetdb.search.hybrid.MODES (no import here)
+RANKED_COLUMNS = ("id", "score", "similarity", "kw_rank", "title", "snippet", "uri")
+
+
+def _plain_snippet(snippet: str | None, lead: int = 12) -> str | None:
+    """The snippet for a table: matches in [brackets], starting shortly before the first."""
+    if not snippet:
+        return snippet
+    plain = snippet.replace("<mark>", "[").replace("</mark>", "]")
+    first = plain.find("[")
+    return "…" + plain[first - lead:] if first > lead + 1 else plain
+
+
 @click.command(cls=FilteredCommand)
 @click.argument("text")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True,
+              help="hybrid: words and meaning, fused; semantic: CLIP only; keyword: "
+                   "full-text search over titles, tags, descriptions, metadata, file "
+                   "names and OCR text (no model loaded).")
 @k_option
 @filter_options
 @min_similarity_option
 @json_option
-def search(text: str, k: int, min_similarity: float | None, as_json: bool,
+def search(text: str, mode: str, k: int, min_similarity: float | None, as_json: bool,
            **kwargs: object) -> None:
-    """Find assets that match a text description (CLIP text-to-image search).
+    """Find assets by what they show and by their words.
 
-    CLIP reads at most 77 tokens, and is weak at counting, spatial relations and
-    text inside images: describe what the picture shows.
+    The semantic side is CLIP text-to-image search: CLIP reads at most 77 tokens, and
+    is weak at counting, spatial relations and text inside images. The keyword side
+    reads the whole query and finds codes, names and words people wrote or that OCR
+    read in the image (prefixes too: "QX-44" finds QX-4471). Each hit says why it
+    matched: similarity, keyword rank and a snippet (matched words in [brackets];
+    <mark> tags in --json).
 
     \b
     Examples:
       assetdb search "sunset over a brutalist concrete building" -k 5
       assetdb search "red sneakers" --tag product --meta brand=acme --json
+      assetdb search "QX-4471" --mode keyword
     """
-    from assetdb.errors import FilterError
+    from assetdb.search.hybrid import check_request
 
     if not text.strip():
+        from assetdb.errors import FilterError
+
         raise FilterError("the search text is empty: describe what the picture shows")
     settings = get_settings()
     filters = filters_from(kwargs)
-    check_min_similarity(min_similarity)  # answered before the model loads
+    check_request(text, mode, k, min_similarity)  # answered before the model loads
     meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
+    catalog = Catalog(settings)
 
-    def run(encoder: object) -> list:
-        return Catalog(settings).search_text(encoder, text, k=k, filters=filters,
-                                             min_similarity=min_similarity)
+    def run(encoder: object) -> object:
+        return catalog.search(text, mode=mode, encoder=encoder, k=k, filters=filters,
+                              min_similarity=min_similarity)
 
-    _show(with_model(settings, meta, run), as_json)
+    result = (run(None) if mode == "keyword" else with_model(settings, meta, run))
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    rows = [h.as_dict() for h in result.hits]
+    if as_json:
+        print_json(rows)
+        return
+    if result.mode == "semantic":
+        print_table(rows, COLUMNS)
+        return
+    for row in rows:
+        row["kw_rank"] = row["keyword_rank"]
+        row["snippet"] = _plain_snippet(row["snippet"])
+    print_table(rows, RANKED_COLUMNS, max_width=48)
 
 
 @click.command(cls=FilteredCommand)

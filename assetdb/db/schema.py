@@ -58,6 +58,10 @@ def upgrade(conn: Connection, model: str, dim: int,
     record_ef_search(conn, ef_search)
     if exact_max_rows is not None:
         _record_meta(conn, EXACT_MAX_ROWS_META_KEY, str(int(exact_max_rows)))
+    from assetdb.config import read_setting
+    from assetdb.db.text_search import record_text_config
+
+    record_text_config(conn, read_setting("ASSETDB_TEXT_SEARCH_CONFIG"))
     return read_meta(conn)
 
 

@@ -101,7 +101,55 @@ def prepare(settings: Settings, encoder: Encoder, log: Log = lambda _m: None) ->
             f"{meta['model']!r}; run the demo with another --home")
     catalogue.init(lambda: encoder)  # as `assetdb init`: schema, model, read-only role
     log("Ingesting the catalogue ...")
-    return catalogue.ingest([str(folder / "images")], metadata_file=sidecar, encoder=encoder)
+    report = catalogue.ingest([str(folder / "images")], metadata_file=sidecar, encoder=encoder)
+    _ingest_posters(settings, encoder, folder / "posters", log)
+    return report
+
+
+def _ingest_posters(settings: Settings, encoder: Encoder, folder: Path, log: Log) -> None:
+    """A few generated posters with printed words (assetdb.demo.words), read by OCR when
+    the `ocr` extra is installed, for the keyword and hybrid searches."""
+    import json
+
+    from assetdb.demo import words
+
+    sidecar = folder / "metadata.jsonl"
+    if not sidecar.is_file():
+        made = words.write_demo_posters(folder / "images")
+        sidecar.write_text("".join(
+            json.dumps({"file": f"images/{p.name}", "title": title,
+                        "tags": ["poster", *item.words[:1]]}) + "\n"
+            for p, item, title in made))
+    from assetdb.ocr.engine import OcrUnavailable
+    from assetdb.ocr.service import shared_engine
+
+    try:
+        shared_engine()
+        ocr = True
+        log("Ingesting posters with words, reading their text (OCR) ...")
+    except OcrUnavailable as exc:
+        ocr = False
+        log(f"Ingesting posters without reading their text: {exc}")
+    Catalog(settings).ingest([str(folder / "images")], metadata_file=sidecar, encoder=encoder,
+                             ocr=ocr)
+
+
+def word_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Search]:
+    """A keyword search for a code printed on a poster (and nowhere else: not in its title,
+    tags or file name), and a hybrid search in plain words, one of them printed."""
+    out = []
+    for query, mode, expected in WORD_QUERIES:
+        result = Catalog(settings).search(query, mode=mode, encoder=encoder, k=k)
+        out.append(Search(f"{mode}: {query!r}", f'assetdb search "{query}" --mode {mode} -k {k}',
+                          result.hits, expected))
+    return out
+
+
+# (query, mode, tags every right answer carries): words printed on the demo posters.
+WORD_QUERIES = [
+    ("LOT 88", "keyword", ("poster", "QX-4471")),
+    ("a harbour festival poster", "hybrid", ("poster", "HARBOUR")),
+]
 
 
 @dataclass

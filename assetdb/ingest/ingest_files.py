@@ -61,6 +61,7 @@ class IngestReport:
     index_build_seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
+    ocr: dict[str, Any] | None = None  # with ocr=True: assetdb.ocr.service.OcrReport, or error
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -312,6 +313,8 @@ def ingest(
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
     say: Callable[[str], None] | None = None,
+    ocr: bool = False,
+    ocr_progress: Any = None,  # assetdb.ocr.service.OcrProgress
 ) -> IngestReport:
     """Ingest files. With embed=False rows are registered as 'pending' for workers.
     Non-images, symlinks out of the roots given (unless follow_symlinks) and the other
@@ -327,6 +330,8 @@ def ingest(
     `load_encoder` (instead of `encoder`) is called only if something needs the model.
     A bulk load (many new files, a small catalogue: assetdb.ingest.bulk) builds the vector
     index once after loading; `say` receives a line about it.
+    ocr=True: then read the text in the files that have none yet (assetdb.ocr); a failure
+    there is reported in `ocr` and never undoes an embedding.
     """
     sidecar = load_sidecar(metadata_file) if metadata_file else {}
     found = scan(paths, recursive=recursive, follow_symlinks=follow_symlinks)
@@ -421,6 +426,11 @@ def ingest(
     with connect(settings) as conn:
         file_status.record(conn, [(x.path, x.sha256, x.stat, x.read_at) for x in items
                                   if x.stat is not None])
+    if ocr:  # after the embeddings are written: OCR can fail, they stand
+        from assetdb.ocr.service import after_ingest
+
+        report.ocr = after_ingest(settings, [str(x.path) for x in items if not x.error],
+                                  ocr_progress)
     return report
 
 

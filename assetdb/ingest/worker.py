@@ -206,6 +206,9 @@ class Worker:
         self.report = WorkerReport(worker_id or new_worker_id())
         self.on_batch = on_batch
         self.encoder: Encoder | None = None
+        from assetdb.config import read_setting
+
+        self.ocr: bool = read_setting("ASSETDB_OCR")  # read the text of what it embeds
 
     @property
     def owner(self) -> str:
@@ -314,6 +317,8 @@ class Worker:
                 if not self._db(self._write, encoder, results):
                     break
                 unwritten -= {i for i, _, _ in results}
+                if self.ocr:
+                    self._read_text([i for i, v, _ in results if v is not None])
                 if self.on_batch:
                     self.on_batch(self.report)
                 if self.stop.is_set():
@@ -322,6 +327,19 @@ class Worker:
             if unwritten:
                 with connect(self.settings) as conn:
                     conn.execute(_RELEASE, {"ids": sorted(unwritten), "owner": self.owner})
+
+    def _read_text(self, ids: list[int]) -> None:
+        """OCR of a written batch (ASSETDB_OCR): after its embeddings are stored, so that
+        OCR can never fail them. A model that cannot load turns OCR off for this worker,
+        with one warning; `assetdb ocr` catches up later."""
+        from assetdb.ocr import service
+        from assetdb.ocr.engine import OcrUnavailable
+
+        try:
+            service.run_for_ids(self.settings, service.shared_engine(), ids)
+        except OcrUnavailable as exc:
+            logging.getLogger("assetdb.worker").warning("OCR turned off: %s", exc)
+            self.ocr = False
 
     def _write(self, encoder: Encoder, results: list[tuple[int, Any, str | None]]) -> bool:
         """Store a batch's results in one transaction; False if the model changed."""

@@ -105,6 +105,7 @@ function restoreFromUrl() {
   const u = new URLSearchParams(location.search);
   const form = $("filter-form");
   $("q").value = u.get("q") || "";
+  $("search-mode").value = ["semantic", "keyword"].includes(u.get("mode")) ? u.get("mode") : "hybrid";
   for (const f of FILTERS) {
     const name = f.param;
     if (f.page.widget === "checkboxes") {
@@ -124,6 +125,7 @@ function restoreFromUrl() {
 function syncUrl() {
   const p = filterParams();
   if (state.mode === "text") p.set("q", state.q);
+  if (state.mode === "text" && $("search-mode").value !== "hybrid") p.set("mode", $("search-mode").value);
   const qs = p.toString();
   history.replaceState(null, "", qs ? `?${qs}` : location.pathname);
   const n = activeFilterCount(filterParams());
@@ -150,6 +152,7 @@ function pageRequest(offset, limit) {
   p.set("limit", String(limit));
   if (state.mode === "text") {
     p.set("q", state.q);
+    p.set("mode", $("search-mode").value);
     return api(`/api/search?${p}`);
   }
   if (state.mode === "image") {
@@ -253,12 +256,31 @@ function card(hit, { compact = false } = {}) {
   const body = el("div", "card-body");
   body.append(el("p", "card-title", hit.title || hit.name));
   body.append(el("p", "card-sub", hit.name));
+  if (hit.snippet) body.append(snippet(hit));
   if (!compact) body.append(tagList(hit.tags));
   button.append(thumb, body);
   button.addEventListener("click", () => openDetail(hit.id));
   li.append(button);
   return li;
 }
+
+// The matching text under a thumbnail. The server marks matches with <mark>...</mark> in
+// plain text: it is split here into text nodes and <mark> elements, never parsed as HTML.
+function snippet(hit) {
+  const p = el("p", "snippet");
+  p.title = `Keyword rank ${hit.keyword_rank}` +
+    (hit.similarity !== null && hit.similarity !== undefined ? `, similarity ${hit.similarity.toFixed(3)}` : "");
+  const parts = hit.snippet.split(/(<mark>|<\/mark>)/);
+  let marked = false;
+  for (const part of parts) {
+    if (part === "<mark>") { marked = true; continue; }
+    if (part === "</mark>") { marked = false; continue; }
+    if (part) p.append(marked ? el("mark", null, part) : document.createTextNode(part));
+  }
+  return p;
+}
+
+$("search-mode").addEventListener("change", () => { if (state.mode === "text") run(true); });
 
 function emptyState() {
   const li = el("li", "empty");
