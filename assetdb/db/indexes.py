@@ -10,6 +10,7 @@ import re
 
 EMBEDDING_INDEX = "assets_embedding_hnsw"
 MODEL_INDEX = "assets_embedding_model_idx"  # btree on embedding_model (searches filter on it)
+FRAMES_INDEX = "asset_frames_embedding_hnsw"  # the moments of videos and documents
 OPCLASS = "vector_cosine_ops"  # the product's distance is cosine (`<=>`)
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
