@@ -70,9 +70,12 @@ def _reason(exc: BaseException) -> str:
 
 def _stream(container: Any) -> Any:  # noqa: ANN401
     if not container.streams.video:
-        container.close()
         kinds = sorted({s.type for s in container.streams}) or ["none"]
-        raise ImageError(f"no video stream in this file (streams: {', '.join(kinds)})")
+        container.close()
+        if "audio" in kinds:
+            raise ImageError(f"no video stream in this file (streams: {', '.join(kinds)})")
+        raise ImageError(f"no video stream: the file is truncated or corrupt, or not a "
+                         f"video (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return stream
