@@ -46,8 +46,8 @@ def video_db(server_url, tmp_path_factory, demo_encoder):
     plans = {}
     for i in range(VIDEOS):
         plan = media.scene_plan(10 + i, SCENES, SECONDS, first=i * SCENES)
-        plans[str(media.write_video(folder / f"v{i}.mp4", plan, seed=i))] = plan
-    list(shapes.generate(folder / "stills", 48, seed=7, balanced=True))
+        plans[str(media.write_video(folder / f"v{i}.mp4", plan, fps=4, seed=i))] = plan
+    list(shapes.generate(folder / "stills", 24, seed=7, balanced=True))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASSETDB_DATABASE_URL", _with_database(server_url, name))
         mp.setenv("ASSETDB_MODEL", str(MODEL_DIR))
@@ -56,7 +56,7 @@ def video_db(server_url, tmp_path_factory, demo_encoder):
         settings = Settings.from_env()
         report = ingest(settings, [str(folder), str(folder / "stills")],
                         encoder=demo_encoder)
-        assert report.failed == 0 and report.ingested == VIDEOS + 48
+        assert report.failed == 0 and report.ingested == VIDEOS + 24
         yield settings, plans, folder
     reset_engines()
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -79,7 +79,7 @@ def test_frames_are_stored_with_their_seconds_and_the_probe(video_db):
     for r in rows:
         assert (r.kind, r.mime, r.width) == ("video", "video/mp4", 128)
         assert r.facts["duration_s"] == SECONDS and r.facts["codec"] == "mpeg4"
-        assert r.facts["fps"] == 8.0 and r.frames == len(r.seconds)
+        assert r.facts["fps"] == 4.0 and r.frames == len(r.seconds)
         # A frame at every scene cut (within the ceiling), none closer than the ceiling,
         # none further apart than the floor (10 s).
         for scene in plans[r.uri][1:]:
@@ -129,7 +129,7 @@ def test_kind_filter_and_sql_functions_see_videos(video_db):
     settings, plans, _ = video_db
     with connect(settings) as conn:
         kinds = dict(conn.execute(text("SELECT kind, count(*) FROM assets GROUP BY kind")).all())
-        assert kinds == {"video": VIDEOS, "image": 48}
+        assert kinds == {"video": VIDEOS, "image": 24}
         # The asset vector (mean of the frames) keeps every SQL function working.
         vid = conn.execute(text("SELECT id FROM assets WHERE kind = 'video' LIMIT 1")).scalar()
         near = conn.execute(text("SELECT count(*) FROM assetdb_similar(:i, 5)"),
