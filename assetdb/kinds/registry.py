@@ -176,8 +176,13 @@ def kind_for_file(path: str | Path, recorded: str | None = None) -> Kind:
     """The kind that decodes a catalogued file: the one that recorded its row's kind,
     else the one its suffix names, else the still-image kind (whose decoder explains,
     on the row, why such a file is not an image)."""
+    by_suffix = kind_for_path(path)
+    # Several kinds record 'image' (Pillow's formats, HEIF, RAW, SVG): the suffix tells
+    # them apart whenever its kind records that name.
+    if by_suffix is not None and (recorded is None or recorded in by_suffix.names):
+        return by_suffix
     found = kind_for_name(recorded) if recorded else None
-    return found or kind_for_path(path) or _builtin()[0]
+    return found or by_suffix or _builtin()[0]
 
 
 def kind_names() -> tuple[str, ...]:
