@@ -135,3 +135,41 @@ def test_kind_filter_and_sql_functions_see_videos(video_db):
         near = conn.execute(text("SELECT count(*) FROM assetdb_similar(:i, 5)"),
                             {"i": vid}).scalar()
         assert near == 5
+
+
+def test_api_returns_moments_and_serves_the_video_in_ranges(video_db, demo_encoder):
+    from fastapi.testclient import TestClient
+
+    from assetdb.api.app import create_app
+    from assetdb.api.deps import ApiConfig
+
+    settings, plans, _ = video_db
+    uri, plan = next(iter(plans.items()))
+    scene = plan[1]
+    config = ApiConfig(token=None, max_upload_bytes=2**20, max_results=500)
+    with TestClient(create_app(settings, demo_encoder, config),
+                    base_url="http://127.0.0.1:8000") as client:
+        r = client.get("/api/search", params={"q": scene.caption(), "kind": "video"})
+        assert r.status_code == 200, r.text
+        hit = next(h for h in r.json()["results"] if h["uri"] == uri)
+        assert _scene_at(plan, hit["moments"][0]["seconds"]) is scene
+        asset_id = hit["id"]
+        size = len(open(uri, "rb").read())
+        whole = client.get(f"/api/assets/{asset_id}/original")
+        assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+        assert whole.headers["content-type"] == "video/mp4"
+        assert whole.headers["content-disposition"].startswith("inline;")
+        assert whole.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in whole.headers["content-security-policy"]
+        part = client.get(f"/api/assets/{asset_id}/original", headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == whole.content[100:200]
+        assert part.headers["content-range"] == f"bytes 100-199/{size}"
+        tail = client.get(f"/api/assets/{asset_id}/original", headers={"Range": "bytes=-10"})
+        assert tail.status_code == 206 and tail.content == whole.content[-10:]
+        past = client.get(f"/api/assets/{asset_id}/original",
+                          headers={"Range": f"bytes={size}-"})
+        assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+        thumb = client.get(f"/api/assets/{asset_id}/thumbnail")  # the poster frame
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        page = client.get("/static/app.js").text
+        assert "#t=" in page and "d-video" in page

@@ -29,6 +29,14 @@ Offset = Annotated[int, Query(ge=0, description="skip this many results (\"load 
 Limit = Annotated[int, Query(ge=1, le=100, description="results on this page")]
 
 
+class Moment(BaseModel):
+    """Where in a video (seconds) or a document (page) the query matches best."""
+
+    seconds: float | None
+    page: int | None
+    similarity: float
+
+
 class SearchHit(BaseModel):
     id: int
     uri: str
@@ -38,6 +46,7 @@ class SearchHit(BaseModel):
     kind: str | None
     tags: list[str]
     thumbnail_url: str
+    moments: list[Moment] = []  # the best moments of a video or document, best first
 
 
 class SearchPage(BaseModel):
@@ -51,7 +60,8 @@ class SearchPage(BaseModel):
 def _hit(h: Hit) -> SearchHit:
     return SearchHit(id=h.id, uri=h.uri, name=PurePath(h.uri).name, title=h.title,
                      similarity=h.similarity, kind=h.kind, tags=h.tags,
-                     thumbnail_url=f"/api/assets/{h.id}/thumbnail")
+                     thumbnail_url=f"/api/assets/{h.id}/thumbnail",
+                     moments=[Moment(**m) for m in h.moments])
 
 
 def _window(cap: int, offset: int, limit: int) -> tuple[int, int]:
