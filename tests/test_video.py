@@ -14,7 +14,6 @@ from assetdb.config import Settings
 from assetdb.db.engine import connect, reset_engines
 from assetdb.demo import MODEL_DIR, media, shapes
 from assetdb.search.filters import Filters
-from tests import bad_media
 from tests.conftest import _with_database, run_cli
 
 pytest.importorskip("av")

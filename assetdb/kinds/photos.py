@@ -30,23 +30,27 @@ _registered = threading.Lock()
 _opener_ready = False
 
 
-def _heif_opener(suffix: str) -> None:
-    """Let Pillow open HEIF (and AVIF, where Pillow has no reader of its own)."""
+def _brand(source: Source) -> bytes:
+    if hasattr(source, "read"):
+        at = source.tell()
+        head = source.read(12)
+        source.seek(at)
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(12)
+    return head[8:12]
+
+
+def _heif_opener(source: Source) -> None:
+    """Let Pillow open HEIF through pillow-heif. AVIF needs it only where Pillow has no
+    AVIF reader of its own (Pillow 11.2+ wheels have one)."""
     global _opener_ready
-    if suffix == ".avif" and features.check("avif"):
+    if _opener_ready or (_brand(source) in (b"avif", b"avis") and features.check("avif")):
         return
     with _registered:
         if not _opener_ready:
-            heif = need("pillow_heif")
-            heif.register_heif_opener()
-            if hasattr(heif, "register_avif_opener") and not features.check("avif"):
-                heif.register_avif_opener()
+            need("pillow_heif").register_heif_opener()
             _opener_ready = True
-
-
-def _suffix(source: Source) -> str:
-    name = str(getattr(source, "name", source))
-    return name[name.rfind("."):].lower() if "." in name else ""
 
 
 class HeifImages(DecodedKind):
@@ -61,13 +65,12 @@ class HeifImages(DecodedKind):
         return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
     def _ready(self, source: Source) -> None:
-        suffix = _suffix(source)
-        _heif_opener(suffix if suffix else ".heic")
+        _heif_opener(source)
 
     def probe(self, source: Source) -> Probe:
         self._ready(source)
         found = raster.probe(source, self.formats)
-        mime = "image/avif" if _suffix(source) == ".avif" else "image/heic"
+        mime = "image/avif" if found.mime == "image/avif" else "image/heic"
         return Probe("image", mime, found.width, found.height, found.captured_at)
 
     def decode(self, source: Source, min_size: int) -> Image.Image:

@@ -109,6 +109,18 @@ def _rotation(stream: Any) -> int:  # noqa: ANN401
         return 0
 
 
+def _mime(container: Any, codec: str) -> str:  # noqa: ANN401
+    """The MIME type from the container itself (ingest reads through a descriptor, whose
+    name is no file name): QuickTime by its brand, WebM by its codec."""
+    name = container.format.name
+    if name.startswith("matroska"):
+        return "video/webm" if codec in ("vp8", "vp9", "av1") else "video/x-matroska"
+    if name.startswith("mov"):
+        brand = (container.metadata.get("major_brand") or "").strip()
+        return "video/quicktime" if brand == "qt" else "video/mp4"
+    return _FORMAT_MIME.get(name, "video/mp4")
+
+
 def probe_container(container: Any, suffix: str) -> Probe:  # noqa: ANN401
     stream = _stream(container)
     ctx = stream.codec_context
@@ -129,7 +141,7 @@ def probe_container(container: Any, suffix: str) -> Probe:  # noqa: ANN401
     }
     if rotation:
         facts["rotation"] = rotation
-    mime = MIME.get(suffix) or _FORMAT_MIME.get(container.format.name, "video/mp4")
+    mime = MIME.get(suffix) or _mime(container, ctx.name)
     return Probe("video", mime, width, height, _created(container), facts)
 
 
