@@ -172,3 +172,28 @@ def test_api_returns_moments_and_serves_the_video_in_ranges(video_db, demo_encod
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         page = client.get("/static/app.js").text
         assert "#t=" in page and "d-video" in page
+
+
+def test_a_video_is_flagged_when_any_frame_is(video_db, demo_encoder):
+    """Moderation scores a video as its worst frame: a rule for a shape seen in one scene
+    flags the video, and says at which second."""
+    from assetdb.classify.labelling import moderate
+    from assetdb.classify.policy import Policy
+    from assetdb.demo.walkthrough import shape_rule
+
+    settings, plans, _ = video_db
+    uri, plan = next(iter(plans.items()))
+    shape = plan[2].item.shape
+    report = moderate(settings, demo_encoder, [Policy(name="p", rules=(shape_rule(shape),))],
+                      filters=Filters(kinds=["video"]))
+    flagged = {f["uri"] for f in report.flagged}
+    with_shape = {u for u, p in plans.items() if any(s.item.shape == shape for s in p)}
+    assert uri in flagged and with_shape <= flagged
+    with connect(settings) as conn:
+        report = moderate(settings, demo_encoder,
+                          [Policy(name="p", rules=(shape_rule(shape),))],
+                          filters=Filters(kinds=["video"]), apply=True)
+        at = conn.execute(text(
+            "SELECT c.moderation -> :r -> 'at' FROM classifications c JOIN assets a "
+            "ON a.id = c.asset_id WHERE a.uri = :u"), {"r": shape, "u": uri}).scalar()
+    assert _scene_at(plan, at["seconds"]).item.shape == shape
