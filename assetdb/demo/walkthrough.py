@@ -203,10 +203,11 @@ def video_search(settings: Settings, encoder: Encoder) -> VideoSearch | None:
         from assetdb.demo import media
 
         plan = media.scene_plan(21, 4, 24.0, first=20)
-        path = settings.home / "catalogue" / "video" / "scenes.mp4"
+        # VP9 in WebM: every current browser plays it in the page (no H.264 licence).
+        path = settings.home / "catalogue" / "video" / "scenes.webm"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            media.write_video(path, plan, fps=4, side=96)
+            media.write_video(path, plan, fps=4, side=96, codec="libvpx-vp9")
     except ImageError:  # the extra is missing: the demo goes on without it
         return None
     catalogue = Catalog(settings)
