@@ -136,6 +136,43 @@ def cost(tmp: Path, videos: int, seconds: float, side: int) -> dict:
     }
 
 
+def frame_table_size(tmp: Path, frames: int, dim: int = 512) -> dict:
+    """asset_frames' size (table + HNSW index) per frame at scale: `frames` random unit
+    vectors of `dim`, 100 per asset, inserted as ingest does (the index updated row by
+    row), then MB per hour of video at the floor (6/min) and the ceiling (60/min)."""
+    from sqlalchemy import text
+
+    from assetdb.config import Settings
+    from assetdb.db.engine import connect
+    from assetdb.db.frames import replace_moments
+
+    rng = np.random.default_rng(0)
+    with bench_database(tmp / "home", "videos") as url:
+        init_database(url, "random-512", dim)
+        settings = Settings.from_env()
+        per_asset = 100
+        for start in range(0, frames, per_asset * 20):
+            with connect(settings) as conn:
+                ids = conn.execute(text(
+                    "INSERT INTO assets (uri, kind, status) SELECT 'v' || g, 'video', 'ready' "
+                    "FROM generate_series(CAST(:a AS int), CAST(:b AS int)) g RETURNING id"),
+                    {"a": start, "b": start + 19}).scalars().all()
+                items = []
+                for asset_id in ids:
+                    vecs = rng.standard_normal((per_asset, dim)).astype(np.float32)
+                    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+                    items.append((asset_id, [(float(i), None, v) for i, v in enumerate(vecs)],
+                                  None, {}))
+                replace_moments(conn, "random-512", items)
+        with connect(settings) as conn:
+            total = conn.execute(text("SELECT pg_total_relation_size('asset_frames')")).scalar()
+            count = conn.execute(text("SELECT count(*) FROM asset_frames")).scalar()
+    per_frame = total / count
+    return {"frames": count, "dim": dim, "bytes": total, "bytes_per_frame": round(per_frame),
+            "mb_per_hour_at_floor_6_per_min": round(per_frame * 360 / 2**20, 2),
+            "mb_per_hour_at_ceiling_60_per_min": round(per_frame * 3600 / 2**20, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--videos", type=int, default=12)
@@ -144,6 +181,9 @@ def main() -> None:
     ap.add_argument("--cost-videos", type=int, default=3)
     ap.add_argument("--cost-seconds", type=float, default=60.0)
     ap.add_argument("--side", type=int, default=320)
+    ap.add_argument("--size-frames", type=int, default=20_000,
+                    help="frames of random vectors for the frame-table size at scale")
+    ap.add_argument("--only-size", action="store_true")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     random.seed(0)
@@ -151,17 +191,23 @@ def main() -> None:
     from assetdb.db import embedded
 
     tmp = embedded.scratch_home("assetdb-video-bench-")  # the server's user reaches it
+    q: dict = {}
+    c: dict = {}
     try:
-        q = quality(tmp, args.videos, args.scenes, args.seconds)
-        c = cost(tmp, args.cost_videos, args.cost_seconds, args.side)
+        if not args.only_size:
+            q = quality(tmp, args.videos, args.scenes, args.seconds)
+            c = cost(tmp, args.cost_videos, args.cost_seconds, args.side)
+        size = frame_table_size(tmp, args.size_frames)
     finally:
         embedded.stop(tmp / "home")
         shutil.rmtree(tmp, ignore_errors=True)
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result = {"machine": info, "quality": q, "cost": c}
-    report("video: search by moment and ingest cost", result,
-           {"quality": [{k: v for k, v in q.items() if k != "video_first_by"}],
-            "asset vector": [q["video_first_by"]], "cost": [c]}, args.out)
+    result = {"machine": info, "quality": q, "cost": c, "frame_table": size}
+    tables = {"frame table at scale": [size]}
+    if q:
+        tables = {"quality": [{k: v for k, v in q.items() if k != "video_first_by"}],
+                  "asset vector": [q["video_first_by"]], "cost": [c], **tables}
+    report("video: search by moment and ingest cost", result, tables, args.out)
 
 
 if __name__ == "__main__":
