@@ -144,6 +144,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ASSETDB_BULK_INDEX_MIN_ROWS", 5_000, "an ingest embedding at least this many "
             "new files, and at least as many as the catalogue holds, builds the vector "
             "index once after loading", _int(1)),
+    # Time-based kinds (assetdb/kinds/video.py, pdf.py): which frames or pages become moments.
+    Setting("ASSETDB_VIDEO_MIN_FPM", 6.0, "video frames sampled per minute at least (one "
+            "every 10 s by default, even without a scene change)", _float(0.1)),
+    Setting("ASSETDB_VIDEO_MAX_FPM", 60.0, "video frames sampled per minute at most (scene "
+            "changes closer than this share one frame)", _float(0.1)),
+    Setting("ASSETDB_VIDEO_MAX_FRAMES", 240, "frames embedded per video at most; a longer "
+            "video is sampled evenly and its row notes the cap", _int(1)),
+    Setting("ASSETDB_VIDEO_DECODE_SECONDS", 120.0, "seconds one video may spend decoding; "
+            "past it the frames so far are kept and the row says so", _float(0.1)),
+    Setting("ASSETDB_PDF_PAGES", 1, "PDF pages embedded as moments (the first N)", _int(1)),
     # The API's own (assetdb serve); defaults live with their reasons in api/config.py.
     Setting("ASSETDB_API_TOKEN", None, "the token for writes (and every request with "
             "ASSETDB_API_PROTECT_READS)", _text_or, "unset"),

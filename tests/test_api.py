@@ -106,7 +106,7 @@ def test_filters_match_the_cli(client, catalogue):
 
 
 @pytest.mark.parametrize("params, fragment", [
-    ({"kind": "video"}, "unknown kind"),
+    ({"kind": "hologram"}, "unknown kind"),
     ({"captured_after": "yesterday"}, "cannot read"),
     ({"meta": "brand"}, "key=value"),
     ({"captured_after": "2024-05-01", "captured_before": "2024-01-01"}, "range is empty"),

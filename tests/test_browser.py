@@ -215,3 +215,38 @@ def test_phone_layout_in_chromium(site, browser, shots):
     expect(page.locator("#detail")).to_be_visible()
     assert_fits(page, 390, "#detail *")
     shots(page, "phone-detail")
+
+
+def test_a_video_plays_from_the_matching_moment_in_chromium(initialised, encoder, browser,
+                                                             tmp_path):
+    """A video hit shows its moment on the card; opening it plays the original (served
+    in byte ranges) from that second."""
+    pytest.importorskip("av")
+    from playwright.sync_api import expect
+
+    from assetdb.demo import media
+    from assetdb.ingest.ingest_files import ingest
+
+    (tmp_path / "v").mkdir()
+    # VP9 in WebM: what Chromium plays without proprietary codecs.
+    media.write_video(tmp_path / "v" / "clip.webm", media.scene_plan(4, 3, 12.0), fps=4,
+                      side=64, codec="libvpx-vp9")
+    assert ingest(initialised, [str(tmp_path / "v")], encoder=encoder).failed == 0
+    app = create_app(initialised, encoder, ApiConfig(token=None, max_upload_bytes=2**20,
+                                                     max_results=500))
+    with running_server(app) as base:
+        page = browser.new_page(viewport={"width": 1366, "height": 860})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/?q=a+red+circle&kind=video")
+        badge = page.locator("#grid .card .kind-badge.moment").first
+        expect(badge).to_be_visible()
+        assert ":" in badge.inner_text()
+        page.locator("#grid .card button").first.click()
+        video = page.locator("#d-video")
+        expect(video).to_be_visible()
+        src = video.get_attribute("src")
+        assert "/original" in src and ("#t=" in src or badge.inner_text() == "0:00")
+        assert video.get_attribute("poster").endswith("/thumbnail?size=512")
+        page.wait_for_function("() => document.querySelector('#d-video').readyState >= 1")
+        assert errors == []

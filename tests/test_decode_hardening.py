@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from assetdb.embedding.batches import embed_paths
+from assetdb.embedding.batches import embed_assets, embed_paths
 from assetdb.embedding.images import REDUCED_MIN_SIDE, load_image, probe
 from assetdb.errors import ImageError
 from assetdb.ingest.ingest_files import ingest
@@ -269,9 +269,9 @@ def test_ingest_fails_a_file_replaced_after_hashing(
 
     def replace_then_embed(*args, **kwargs):  # the file changes after it was hashed
         noise(path, seed=2)
-        return embed_paths(*args, **kwargs)
+        return embed_assets(*args, **kwargs)
 
-    monkeypatch.setattr(service, "embed_paths", replace_then_embed)
+    monkeypatch.setattr(service, "embed_assets", replace_then_embed)
     report = ingest(initialised, [str(tmp_path / "imgs")], encoder=encoder)
     assert (report.ingested, report.failed) == (1, 1)
     rows = _rows(database_url)

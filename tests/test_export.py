@@ -68,7 +68,7 @@ def test_export_bad_input_writes_nothing(initialised, database_url, tmp_path):
         (("--format", "csv", "--out", str(tmp_path / "x.csv"), "--min-similarity", "0.5"),
          "min-similarity"),
         (("--format", "csv", "--out", str(tmp_path / "missing" / "x.csv")), "does not exist"),
-        (("--format", "csv", "--out", str(tmp_path / "x.csv"), "--kind", "video"),
+        (("--format", "csv", "--out", str(tmp_path / "x.csv"), "--kind", "hologram"),
          "unknown kind"),
         (("--format", "xlsx", "--out", str(tmp_path / "x.xlsx")), "Invalid value"),
         (("--format", "npy", "--out", str(tmp_path / "x.csv")), "ending in .npy"),

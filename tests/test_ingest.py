@@ -145,8 +145,8 @@ def test_recursive_globs_and_explicit_files(initialised, tmp_path):
 
 def test_missing_path_and_unknown_file_type(initialised, tmp_path):
     noise(tmp_path / "ok.png", 1)
-    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n")
-    result = run_cli("ingest", str(tmp_path / "ok.png"), str(tmp_path / "doc.pdf"),
+    (tmp_path / "doc.txt").write_bytes(b"notes\n")
+    result = run_cli("ingest", str(tmp_path / "ok.png"), str(tmp_path / "doc.txt"),
                      str(tmp_path / "nope.png"), "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -155,8 +155,8 @@ def test_missing_path_and_unknown_file_type(initialised, tmp_path):
     assert errors == {"nope.png": "no such file or folder"}
     # A file that is not an image is never registered, even when named explicitly.
     assert report["skipped"] == 1
-    assert report["skipped_files"] == [{"uri": str(tmp_path / "doc.pdf"),
-                                        "reason": "not an image: application/pdf"}]
+    assert report["skipped_files"] == [{"uri": str(tmp_path / "doc.txt"),
+                                        "reason": "not an image: text/plain"}]
     assert sorted(rows(initialised)) == ["ok.png"]
 
 

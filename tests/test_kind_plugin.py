@@ -86,7 +86,7 @@ def _uris(result) -> set[str]:
 
 def test_plugin_kind_is_scanned_ingested_filtered_and_thumbnailed(
         swatch_plugin, initialised, encoder, tmp_path):
-    assert registry.kind_names() == ("image", "animation", "swatch")
+    assert registry.kind_names() == ("image", "animation", "video", "document", "swatch")
     assert build_filters(kinds=["swatch"]).kinds == ["swatch"]
     folder = tmp_path / "board"
     folder.mkdir()
@@ -115,8 +115,8 @@ def test_plugin_kind_is_scanned_ingested_filtered_and_thumbnailed(
     assert _uris(found) == {"red.swatch", "teal.swatch"}
     assert _uris(run_cli("search", "a red square", "--kind", "image", "--json")) == {
         "photo.png"}
-    wrong = run_cli("search", "red", "--kind", "video")
-    assert wrong.exit_code != 0 and "image, animation, swatch" in wrong.output
+    wrong = run_cli("search", "red", "--kind", "hologram")
+    assert wrong.exit_code != 0 and "image, animation, video, document, swatch" in wrong.output
 
     # Workers and re-embedding decode through the same kind.
     (path, vector, error), = next(embed_paths(encoder, [tmp_path / "board" / "red.swatch"]))

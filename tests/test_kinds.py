@@ -13,16 +13,30 @@ from assetdb.search.filters import KINDS
 
 
 def test_builtin_kinds_keep_the_old_choices():
-    assert registry.kind_names() == ("image", "animation") == tuple(KINDS)
-    assert isinstance(STILL, registry.Kind)
+    from assetdb.kinds.documents import PDF, SVG
+    from assetdb.kinds.photos import HEIF, RAW
+    from assetdb.kinds.video import VIDEO
+
+    assert registry.kind_names() == ("image", "animation", "video", "document") == tuple(KINDS)
+    for kind in (STILL, VIDEO, HEIF, RAW, PDF, SVG):
+        assert isinstance(kind, registry.Kind)
     for name in ("a.JPG", "b.jpe", "c.tiff", "d.webp", "e.gif"):
         assert registry.kind_for_path(name) is STILL
-    for name in ("page.html", "logo.svg", "notes.txt", "scan.pdf", "README"):
+    expected = {"clip.MP4": VIDEO, "b.mov": VIDEO, "c.webm": VIDEO, "d.mkv": VIDEO,
+                "e.avi": VIDEO, "IMG_1.HEIC": HEIF, "f.avif": HEIF, "g.CR2": RAW,
+                "h.dng": RAW, "i.nef": RAW, "j.arw": RAW, "k.cr3": RAW, "l.orf": RAW,
+                "m.rw2": RAW, "scan.pdf": PDF, "logo.svg": SVG}
+    for name, kind in expected.items():
+        assert registry.kind_for_path(name) is kind, name
+    for name in ("page.html", "notes.txt", "README"):
         assert registry.kind_for_path(name) is None
     assert registry.kind_for_name("animation") is STILL
+    assert registry.kind_for_name("video") is VIDEO
     assert registry.kind_for_file("/x/old.html", None) is STILL  # its decoder explains
+    # Raster images, and the video types a <video> element plays; never SVG, PDF, HEIC.
     assert registry.inline_types() == {"image/jpeg", "image/png", "image/gif", "image/webp",
-                                       "image/bmp", "image/tiff", "image/mpo"}
+                                       "image/bmp", "image/tiff", "image/mpo", "video/mp4",
+                                       "video/webm", "video/quicktime"}
 
 
 def test_still_image_is_one_frame_at_no_time():

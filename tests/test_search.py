@@ -165,7 +165,7 @@ def test_hidden_assets_are_left_out_unless_asked(initialised):
 @pytest.mark.parametrize("kwargs, message", [
     ({"metadata": ["brand"]}, "must look like key=value"),
     ({"metadata": ["=x"]}, "must look like key=value"),
-    ({"kinds": ["video"]}, "unknown kind 'video'"),
+    ({"kinds": ["hologram"]}, "unknown kind 'hologram'"),
     ({"captured_after": "last tuesday"}, "cannot read 'last tuesday' as a date"),
     ({"created_after": "2024-05-01", "created_before": "2024-01-01"}, "date range is empty"),
 ])

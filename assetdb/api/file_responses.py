@@ -36,16 +36,49 @@ def serving_type(mime: str | None, probed: bool) -> tuple[str, str]:
     return "application/octet-stream", "attachment"
 
 
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range (first, last, inclusive) a `Range: bytes=...` header asks for,
+    or None for the whole file (no header, or one this server does not honour: several
+    ranges, another unit). RangeNotSatisfiable when it starts past the end."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first_s, _, last_s = header[6:].strip().partition("-")
+    try:
+        if first_s == "":  # the last N bytes
+            n = int(last_s)
+            if n <= 0:
+                raise RangeNotSatisfiable
+            return max(0, size - n), size - 1
+        first = int(first_s)
+        last = int(last_s) if last_s else size - 1
+    except ValueError:
+        return None
+    if first < 0 or first >= size or last < first:
+        raise RangeNotSatisfiable
+    return first, min(last, size - 1)
+
+
 class OpenFileResponse(Response):
-    """Streams `size` bytes of an open fd (from offset 0) and closes it, even when the
-    client goes away. The fd is the one that was verified: the path is not reopened."""
+    """Streams `size` bytes of an open fd (from offset 0, or the one range asked for: a
+    video player seeks with Range requests) and closes it, even when the client goes
+    away. The fd is the one that was verified: the path is not reopened."""
 
     def __init__(self, fd: int, size: int, *, media_type: str,
-                 headers: dict[str, str]) -> None:
-        super().__init__(status_code=200, media_type=media_type,
-                         headers={**headers, "content-length": str(size)})
+                 headers: dict[str, str], byte_range: tuple[int, int] | None = None) -> None:
+        first, last = byte_range or (0, size - 1)
+        length = max(0, last - first + 1) if size else 0
+        extra = {"accept-ranges": "bytes", "content-length": str(length)}
+        if byte_range is not None:
+            extra["content-range"] = f"bytes {first}-{last}/{size}"
+        super().__init__(status_code=206 if byte_range is not None else 200,
+                         media_type=media_type, headers={**headers, **extra})
         self.fd = fd
-        self.size = size
+        self.start = first
+        self.size = length
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -61,7 +94,7 @@ class OpenFileResponse(Response):
         offset = 0
         while offset < self.size:
             n = min(_CHUNK, self.size - offset)
-            chunk = await anyio.to_thread.run_sync(os.pread, self.fd, n, offset)
+            chunk = await anyio.to_thread.run_sync(os.pread, self.fd, n, self.start + offset)
             if not chunk:  # the file shrank after it was checked: stop, short
                 return
             offset += len(chunk)

@@ -14,7 +14,9 @@ from assetdb.api.deps import SettingsDep, require_token
 from assetdb.api.file_responses import (
     FILE_HEADERS,
     OpenFileResponse,
+    RangeNotSatisfiable,
     content_disposition,
+    parse_range,
     serving_type,
 )
 from assetdb.catalog import thumbnails
@@ -107,7 +109,15 @@ def original(
         os.close(fd)
         return Response(status_code=304, headers=headers)
     media_type, _ = serving_type(asset.mime, probed=asset.kind is not None)
-    return OpenFileResponse(fd, asset.bytes or 0, media_type=media_type, headers=headers)
+    size = asset.bytes or 0
+    try:  # one byte range: what a <video> element asks for when it seeks
+        byte_range = parse_range(request.headers.get("range"), size)
+    except RangeNotSatisfiable:
+        os.close(fd)
+        return Response(status_code=416, headers={**headers,
+                                                  "Content-Range": f"bytes */{size}"})
+    return OpenFileResponse(fd, size, media_type=media_type, headers=headers,
+                            byte_range=byte_range)
 
 
 def _original_headers(asset: AssetDetail) -> dict[str, str]:

@@ -29,6 +29,14 @@ Offset = Annotated[int, Query(ge=0, description="skip this many results (\"load 
 Limit = Annotated[int, Query(ge=1, le=100, description="results on this page")]
 
 
+class Moment(BaseModel):
+    """Where in a video (seconds) or a document (page) the query matches best."""
+
+    seconds: float | None
+    page: int | None
+    similarity: float
+
+
 class SearchHit(BaseModel):
     id: int
     uri: str
@@ -44,6 +52,7 @@ class SearchHit(BaseModel):
     semantic_rank: int | None = None
     keyword_rank: int | None = None
     snippet: str | None = None
+    moments: list[Moment] = []  # the best moments of a video or document, best first
 
 
 class SearchPage(BaseModel):
@@ -63,7 +72,8 @@ def _hit(h: Hit) -> SearchHit:
                      score=getattr(h, "score", None),
                      semantic_rank=getattr(h, "semantic_rank", None),
                      keyword_rank=getattr(h, "keyword_rank", None),
-                     snippet=getattr(h, "snippet", None))
+                     snippet=getattr(h, "snippet", None),
+                     moments=[Moment(**m) for m in getattr(h, "moments", None) or []])
 
 
 def _window(cap: int, offset: int, limit: int) -> tuple[int, int]:

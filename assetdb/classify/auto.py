@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from assetdb.classify import store
-from assetdb.classify.labelling import label_results, moderation_results
+from assetdb.classify.labelling import label_results, moderation_with_moments
 from assetdb.classify.policy import encode_policies
 from assetdb.classify.zeroshot import probabilities, text_prototypes
 from assetdb.embedding.encoder import Encoder
@@ -47,8 +47,9 @@ def apply_auto_classification(
     for s in label_sets:
         probs = probabilities(vectors, _prototypes(encoder, s), encoder.scoring)
         store.write_labels(conn, s.field, ids, label_results(probs, list(s.labels)))
-    if policies:
-        results, _ = moderation_results(vectors, encode_policies(encoder, policies))
+    if policies:  # a video is flagged when any of its frames is
+        results = moderation_with_moments(conn, ids, vectors,
+                                          encode_policies(encoder, policies), encoder.name)
         store.write_moderation(conn, ids, results)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection
 
 from assetdb.classify import store
 from assetdb.classify.one_image import classify_image
@@ -36,6 +37,7 @@ from assetdb.classify.zeroshot import (
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
+from assetdb.db.frames import frame_vectors
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image
 from assetdb.errors import AssetdbError
@@ -266,6 +268,29 @@ def moderation_results(
     return out, scores
 
 
+def moderation_with_moments(
+    conn: Connection, ids: Sequence[int], vectors: np.ndarray, encoded: Sequence[Any],
+    model: str,
+) -> list[dict[str, dict[str, Any]]]:
+    """moderation_results, where a video or document scores as its worst moment: each
+    rule keeps the highest score of the asset's vector and its frames (or pages), so a
+    video is flagged when any frame is; `at` names that frame's seconds or page."""
+    results, _ = moderation_results(vectors, encoded)
+    frames = frame_vectors(conn, list(ids), model) if encoded else {}
+    for i, asset_id in enumerate(ids):
+        moments = frames.get(asset_id)
+        if not moments:
+            continue
+        per_frame, scores = moderation_results(np.stack([v for _, _, v in moments]), encoded)
+        for r, e in enumerate(encoded):
+            j = int(np.argmax(scores[r]))
+            if scores[r, j] > results[i][e.rule.name]["score"]:
+                seconds, page, _ = moments[j]
+                results[i][e.rule.name] = {**per_frame[j][e.rule.name],
+                                           "at": {"seconds": seconds, "page": page}}
+    return results
+
+
 def _check_rule_names(policies: Sequence[Policy]) -> None:
     seen: dict[str, str] = {}
     for p in policies:
@@ -302,7 +327,7 @@ def moderate(
         if on_total:
             on_total(store.count_assets(conn, filters, model))
         for ids, uris, vectors in store.iter_vectors(conn, filters, model):
-            results, _ = moderation_results(vectors, encoded)
+            results = moderation_with_moments(conn, ids, vectors, encoded, model)
             if apply:
                 store.write_moderation(conn, ids, results)
             for asset_id, uri, result in zip(ids, uris, results, strict=True):

@@ -80,6 +80,8 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     classified = walkthrough.zero_shot(encoder, held_out)
     accuracy = sum(c.truth == c.predicted for c in classified) / len(classified)
     rule, stars_flagged, stars, others_flagged = walkthrough.moderation(encoder, held_out)
+    log("Ingesting a short video of shape scenes ...")
+    video = walkthrough.video_search(settings, encoder)
     env = (f"export ASSETDB_HOME={shlex.quote(str(settings.home))} "
            f"ASSETDB_MODEL={shlex.quote(settings.model)}")
     if as_json:
@@ -95,6 +97,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
                            "flagged_of_concept": stars_flagged, "concept_images": stars,
                            "flagged_others": others_flagged,
                            "other_images": len(held_out) - stars},
+            "video": None if video is None else {**video.__dict__, "correct": video.correct},
             "environment": env, "stop": stop_command,
         })
         return
@@ -122,6 +125,15 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
                f"best other shape's is >= {rule.threshold}")
     click.echo(f"   flagged {stars_flagged}/{stars} {rule.name}s and {others_flagged}/"
                f"{len(held_out) - stars} other images")
+    if video is None:
+        click.echo(f"\n{n + 5}. Video search by moment: skipped (install the extra: "
+                   "pip install 'assetdb[video]')")
+    else:
+        at = "no moment" if video.moment is None else f"at {_clock(video.moment)}"
+        click.echo(f"\n{n + 5}. Video search by moment: {video.query!r}")
+        click.echo(f"   $ {video.command}")
+        click.echo(f"   {'✓' if video.correct else '✗'} {video.video} {at} (the scene runs "
+                   f"{_clock(video.scene[0])}-{_clock(video.scene[1])})")
     click.echo(f"""
 Try next (in this shell):
   {env}
@@ -138,6 +150,10 @@ Try next (in this shell):
 The demo's database server keeps running; stop it with:
   {stop_command}
 """.rstrip())
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 def _stop(home: Path, as_json: bool) -> None:

@@ -22,12 +22,26 @@ from assetdb.cli.output import print_json, print_table
 from assetdb.search.filters import check_min_similarity
 
 COLUMNS = ("id", "similarity", "title", "uri")
+MOMENT_COLUMNS = ("id", "similarity", "at", "title", "uri")
+
+
+def _at(moment: dict) -> str:
+    """A moment as people read it: 1:05 into a video, or p. 3 of a document."""
+    if moment.get("seconds") is not None:
+        whole = int(moment["seconds"])
+        hours, rest = divmod(whole, 3600)
+        stamp = f"{rest // 60}:{rest % 60:02d}"
+        return f"{hours}:{stamp.zfill(5)}" if hours else stamp
+    return f"p. {moment['page']}" if moment.get("page") is not None else ""
 
 
 def _show(hits: list, as_json: bool) -> None:  # noqa: ANN001 - list[Hit]
     rows = [h.as_dict() for h in hits]
     if as_json:
         print_json(rows)
+    elif any(r.get("moments") for r in rows):
+        print_table([{**r, "at": ", ".join(_at(m) for m in r["moments"][:1])} for r in rows],
+                    MOMENT_COLUMNS)
     else:
         print_table(rows, COLUMNS)
 

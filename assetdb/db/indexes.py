@@ -20,6 +20,7 @@ from typing import Any
 
 EMBEDDING_INDEX = "assets_embedding_hnsw"
 MODEL_INDEX = "assets_embedding_model_idx"  # btree on embedding_model (searches filter on it)
+FRAMES_INDEX = "asset_frames_embedding_hnsw"  # the moments of videos and documents
 OPCLASS = "vector_cosine_ops"  # the product's distance is cosine (`<=>`); migration 0001's
 HALF_OPCLASS = "halfvec_cosine_ops"  # the index since migration 0006
 HALFVEC_MAX_DIM = 4000  # pgvector's limit for an HNSW index on halfvec

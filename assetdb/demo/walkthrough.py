@@ -24,7 +24,7 @@ from assetdb.db.engine import connect
 from assetdb.demo import MODEL_DIR, shapes
 from assetdb.embedding.encoder import Encoder, load_encoder
 from assetdb.embedding.images import load_image
-from assetdb.errors import AssetdbError
+from assetdb.errors import AssetdbError, ImageError
 from assetdb.ingest.ingest_files import IngestReport
 from assetdb.search.filters import Filters
 from assetdb.search.query import Hit
@@ -228,3 +228,44 @@ def moderation(encoder: Encoder,
 
 def sample_rows(rows: list[Classified], n: int = 6, seed: int = 0) -> list[Classified]:
     return random.Random(seed).sample(rows, min(n, len(rows)))
+
+
+@dataclass
+class VideoSearch:
+    """A search by moment: a scene's caption finds the demo video at that scene."""
+
+    query: str
+    command: str
+    video: str
+    moment: float | None  # the best moment's second
+    scene: tuple[float, float]  # where the scene really is
+    similarity: float | None
+
+    @property
+    def correct(self) -> bool:  # within one sampling interval (the 1 s ceiling) of the cut
+        return self.moment is not None and self.scene[0] - 1.0 <= self.moment < self.scene[1]
+
+
+def video_search(settings: Settings, encoder: Encoder) -> VideoSearch | None:
+    """Generate one short video of shape scenes (once), ingest it, and search a scene's
+    caption with --kind video. None when the 'video' extra (PyAV) is not installed."""
+    try:
+        from assetdb.demo import media
+
+        plan = media.scene_plan(21, 4, 24.0, first=20)
+        # VP9 in WebM: every current browser plays it in the page (no H.264 licence).
+        path = settings.home / "catalogue" / "video" / "scenes.webm"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            media.write_video(path, plan, fps=4, side=96, codec="libvpx-vp9")
+    except ImageError:  # the extra is missing: the demo goes on without it
+        return None
+    catalogue = Catalog(settings)
+    catalogue.ingest([str(path.parent)], encoder=encoder)
+    scene = plan[2]
+    query = scene.caption()
+    hits = catalogue.search_text(encoder, query, k=3, filters=Filters(kinds=["video"]))
+    hit = next((h for h in hits if h.uri == str(path)), None)
+    moment = hit.moments[0]["seconds"] if hit and hit.moments else None
+    return VideoSearch(query, f'assetdb search "{query}" --kind video', str(path), moment,
+                       (scene.start, scene.end), hit.similarity if hit else None)

@@ -26,7 +26,8 @@ from assetdb.classify.auto import apply_to_upserted
 from assetdb.config import Settings, env_float
 from assetdb.db import schema
 from assetdb.db.engine import connect
-from assetdb.embedding.batches import Expected, embed_paths
+from assetdb.db.frames import ids_by_uri, replace_moments
+from assetdb.embedding.batches import Embedded, Expected, embed_assets
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ImageError
 from assetdb.files import open_no_symlinks, sha256_fd
@@ -474,10 +475,17 @@ class _Claims:
         ).scalars())
         return [x for x in items if str(x.path) in mine]
 
-    def write(self, rows: list[dict[str, Any]], encoder: Encoder) -> None:
+    def write(self, rows: list[dict[str, Any]], encoder: Encoder,
+              timed: dict[str, Embedded] | None = None) -> None:
         # One executemany: psycopg pipelines it, one round trip instead of one per row.
         with connect(self.settings) as conn:
+            mine = set(conn.execute(
+                text("SELECT uri FROM assets WHERE uri = ANY(:uris) AND lease_owner = :o"),
+                {"uris": [r["uri"] for r in rows], "o": self.owner}).scalars()) if timed else set()
             conn.execute(_WRITE_CLAIMED, [{**r, "owner": self.owner} for r in rows])
+            # Moments land with their row, and only where the claim was still this run's.
+            write_moments(conn, encoder.name, {u: e for u, e in (timed or {}).items()
+                                               if u in mine})
             apply_to_upserted(conn, rows, encoder)  # enabled label sets and policies
 
     def heartbeat(self) -> Heartbeat:
@@ -502,6 +510,8 @@ class _Run:
     report: IngestReport
     progress: Progress | None
     known: dict[str, np.ndarray] = field(default_factory=dict)  # sha256 -> vector
+    # sha256 -> the result of a kind with moments, for copies of the same content
+    timed: dict[str, Embedded] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # sha256 -> why its first failed
 
     def outcome(self, item: _File, vector: np.ndarray | None, error: str | None,
@@ -518,12 +528,19 @@ class _Run:
             return None
         return _row(item, None, None, "failed", error)
 
-    def write(self, claimed: list[dict[str, Any]], free: list[dict[str, Any]]) -> None:
+    def write(self, claimed: list[dict[str, Any]], free: list[dict[str, Any]],
+              timed: dict[str, Embedded] | None = None) -> None:
+        timed = timed or {}
         if claimed:
-            self.claims.write(claimed, self.encoder)
+            uris = {r["uri"] for r in claimed}
+            self.claims.write(claimed, self.encoder,
+                              {u: e for u, e in timed.items() if u in uris})
         if free:  # known failures retried without a claim: written only when they change
+            uris = {r["uri"] for r in free}
             with connect(self.claims.settings) as conn:
                 conn.execute(_UPSERT, free)
+                write_moments(conn, self.encoder.name,
+                              {u: e for u, e in timed.items() if u in uris})
                 apply_to_upserted(conn, free, self.encoder)
 
 
@@ -565,36 +582,53 @@ def _embed_chunk(run: _Run, chunk: Sequence[_File]) -> None:
             first.setdefault(item.sha256 or str(item.path), item)
     by_path = {x.path: x for x in first.values()}
     expected: dict[Path, Expected] = {x.path: (x.sha256, x.size) for x in first.values()}
-    for batch in embed_paths(run.encoder, list(by_path), settings.batch_size,
-                             settings.decode_workers, expected):
+    for batch in embed_assets(run.encoder, list(by_path), settings.batch_size,
+                              settings.decode_workers, expected):
         rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-        for path, vector, error in batch:
+        timed: dict[str, Embedded] = {}
+        for done in batch:
+            path, vector, error = done.result()
             item = by_path[path]
             if vector is not None:
                 run.known[item.sha256 or ""] = vector
             else:
                 run.errors[item.sha256 or ""] = error or "unknown error"
+            if done.timed:
+                run.timed[item.sha256 or ""] = done
+                timed[str(path)] = done
             row = run.outcome(item, vector, error)
             if row is not None:
                 rows[path in retry_paths].append(row)
-        run.write(*rows)
+        run.write(*rows, timed)
         if run.progress:
             run.progress(len(batch))
     # Copies: content that was already embedded, here or in an earlier run.
     rows = ([], [])
+    copied: dict[str, Embedded] = {}
     for item in work:
         if item.path in by_path:
             continue
         vector = run.known.get(item.sha256 or "")
+        if item.sha256 in run.timed:
+            copied[str(item.path)] = run.timed[item.sha256]
         # Its twin failed: fail the same way, without more model work.
         error = None if vector is not None else run.errors.get(
             item.sha256 or "", "identical content failed to embed")
         row = run.outcome(item, vector, error, copy=True)
         if row is not None:
             rows[item.path in retry_paths].append(row)
-    run.write(*rows)
+    run.write(*rows, copied)
     if run.progress:
         run.progress(len(chunk) - len(by_path))
+
+
+def write_moments(conn: Connection, model: str, timed: dict[str, Embedded]) -> None:
+    """The moments (frames, pages) of the files just written, found by their uri."""
+    if not timed:
+        return
+    ids = ids_by_uri(conn, list(timed))
+    replace_moments(conn, model, [(ids[u], e.moments, e.note, e.facts)
+                                  for u, e in timed.items() if u in ids])
 
 
 def _chunks(seq: Sequence[T], size: int) -> Iterable[Sequence[T]]:

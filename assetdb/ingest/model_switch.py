@@ -39,15 +39,19 @@ from sqlalchemy.exc import OperationalError
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect, get_engine
+from assetdb.db.frames import replace_moments
 from assetdb.db.indexes import (
     EMBEDDING_INDEX,
+    FRAMES_INDEX,
     MODEL_INDEX,
     apply_build_settings,
     build_plan,
+    hnsw_index_sql,
     vector_index_sql,
 )
 from assetdb.db.models import Asset
-from assetdb.embedding.batches import embed_paths
+from assetdb.db.roles import READER
+from assetdb.embedding.batches import Embedded, embed_assets
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.hooks import run_model_switch_hooks
@@ -60,6 +64,10 @@ Row = tuple[int, str, str | None, int | None]  # id, uri, sha256, bytes
 
 SHADOW_INDEX = "assets_embedding_next_hnsw"
 SHADOW_MODEL_INDEX = "assets_embedding_next_model_idx"
+# The moments of the new model (videos' frames, documents' pages): a shadow table with
+# its own index, swapped in with the columns.
+SHADOW_FRAMES = "asset_frames_next"
+SHADOW_FRAMES_INDEX = "asset_frames_next_embedding_hnsw"
 LOCK_TIMEOUT = "5s"  # DDL waits at most this long for running queries, then retries
 SWAP_TRIES = 20
 
@@ -123,6 +131,7 @@ def _drop_shadow(conn: Connection) -> None:
         "ALTER TABLE assets DROP COLUMN IF EXISTS embedding_next, "
         "DROP COLUMN IF EXISTS embedding_next_model, DROP COLUMN IF EXISTS embedding_next_at"
     ))
+    conn.execute(text(f"DROP TABLE IF EXISTS {SHADOW_FRAMES}"))
 
 
 def check_job(conn: Connection, job_id: int) -> None:
@@ -234,16 +243,25 @@ class _Run:
         self.batch_size = batch_size
         self.stop = stop or threading.Event()
         self.progress = progress
+        self.timed: dict[int, Embedded] = {}  # the last batch's results with moments
 
     def embed(self, rows: list[Row]) -> list[tuple[int, Any, str | None]]:
         by_path = {Path(uri): i for i, uri, _, _ in rows}
         # A file changed since it was ingested fails rather than give its vector to the row.
         expected = {Path(uri): (sha, size) for _, uri, sha, size in rows}
         out: list[tuple[int, Any, str | None]] = []
-        for batch in embed_paths(self.encoder, list(by_path), batch_size=len(by_path),
-                                 workers=self.settings.decode_workers, expected=expected):
-            out.extend((by_path[p], v, e) for p, v, e in batch)
+        self.timed = {}
+        for batch in embed_assets(self.encoder, list(by_path), batch_size=len(by_path),
+                                  workers=self.settings.decode_workers, expected=expected):
+            out.extend((by_path[d.path], d.vector, d.error) for d in batch)
+            self.timed.update({by_path[d.path]: d for d in batch if d.timed})
         return out
+
+    def store_moments(self, conn: Connection, ids: list[int], table: str) -> None:
+        """The new moments of the rows just given a new vector."""
+        items = [(i, d.moments, d.note, d.facts) for i in ids
+                 if (d := self.timed.get(i)) is not None and d.vector is not None]
+        replace_moments(conn, self.encoder.name, items, table)
 
     def loop(self, fetch: Callable[[Connection, int], list[Row]],
              store: Callable[[Connection, list[tuple[int, Any, str | None]]], None],
@@ -303,6 +321,7 @@ def _fill_shadow(run: _Run, report: ReembedReport) -> bool:
                 "embedding_next_at = now(), error = :e WHERE id = :i"
             ), {"v": vector, "m": model, "i": asset_id,
                 "e": None if vector is not None else f"re-embed with {model}: {error}"})
+        run.store_moments(conn, [i for i, v, _ in results if v is not None], SHADOW_FRAMES)
 
     return run.loop(fetch, store, report)
 
@@ -325,6 +344,8 @@ def _build_shadow_indexes(settings: Settings, job_id: int, dimension: int) -> No
                                        concurrently=True),
         SHADOW_MODEL_INDEX: f"CREATE INDEX CONCURRENTLY {SHADOW_MODEL_INDEX} ON assets "
                             "(embedding_next_model)",
+        SHADOW_FRAMES_INDEX: hnsw_index_sql(SHADOW_FRAMES_INDEX, table=SHADOW_FRAMES,
+                                            concurrently=True),
     }
     engine = get_engine(settings)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -348,6 +369,7 @@ def _swap(settings: Settings, encoder: Encoder, job_id: int) -> bool:
         _lock_timeout(conn)
         conn.execute(text("LOCK TABLE assetdb_meta IN ACCESS EXCLUSIVE MODE"))
         conn.execute(text("LOCK TABLE assets IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(text("LOCK TABLE asset_frames IN ACCESS EXCLUSIVE MODE"))
         missing = conn.execute(text(f"SELECT count(*) {_TODO_SWITCH}"),  # noqa: S608
                                {"m": encoder.name}).scalar_one()
         if missing:
@@ -362,6 +384,7 @@ def _swap(settings: Settings, encoder: Encoder, job_id: int) -> bool:
             conn.execute(text(f"ALTER TABLE assets RENAME COLUMN {old} TO {new}"))
         conn.execute(text(f"ALTER INDEX {SHADOW_INDEX} RENAME TO {EMBEDDING_INDEX}"))
         conn.execute(text(f"ALTER INDEX {SHADOW_MODEL_INDEX} RENAME TO {MODEL_INDEX}"))
+        _swap_frames(conn)
         conn.execute(text(
             "UPDATE assets SET status = 'failed', attempts = attempts + 1, updated_at = now() "
             "WHERE status = 'ready' AND embedding IS NULL"
@@ -376,12 +399,44 @@ def _swap(settings: Settings, encoder: Encoder, job_id: int) -> bool:
     return True
 
 
+def _swap_frames(conn: Connection) -> None:
+    """Inside the swap: the new model's moments replace the old ones, index and all, and
+    stay readable by the read-only role."""
+    conn.execute(text("DROP TABLE asset_frames"))
+    conn.execute(text(f"ALTER TABLE {SHADOW_FRAMES} RENAME TO asset_frames"))
+    conn.execute(text(f"ALTER TABLE asset_frames RENAME CONSTRAINT {SHADOW_FRAMES}_pkey "
+                      "TO asset_frames_pkey"))
+    conn.execute(text(f"ALTER INDEX {SHADOW_FRAMES_INDEX} RENAME TO {FRAMES_INDEX}"))
+    reader = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"),
+                          {"r": READER}).first()
+    if reader is not None:
+        conn.execute(text(f'GRANT SELECT ON TABLE asset_frames TO "{READER}"'))
+
+
+def _add_shadow_frames(conn: Connection, dimension: int) -> None:
+    conn.execute(text(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SHADOW_FRAMES} (
+            asset_id bigint NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+            position integer NOT NULL,
+            seconds double precision,
+            page integer,
+            embedding vector({int(dimension)}) NOT NULL,
+            embedding_model text NOT NULL,
+            PRIMARY KEY (asset_id, position)
+        )
+        """
+    ))
+
+
 def _add_shadow_columns(conn: Connection, dimension: int) -> None:
     current = shadow_type(conn)
     if current == f"vector({dimension})":
+        _add_shadow_frames(conn, dimension)
         return
     if current is not None:
         _drop_shadow(conn)
+    _add_shadow_frames(conn, dimension)
     _lock_timeout(conn)
     # Nullable columns without a default: a catalogue-only change, no table rewrite.
     conn.execute(text(
@@ -459,6 +514,7 @@ def _in_place(run: _Run, report: ReembedReport, job: Any, filters: Filters,
                 "UPDATE assets SET embedding = :v, embedded_at = now(), error = NULL, "
                 "updated_at = now() WHERE id = :i AND embedding_model = :m"
             ), {"v": vector, "m": model, "i": asset_id})
+        run.store_moments(conn, [i for i, v, _ in results if v is not None], "asset_frames")
 
     if not run.loop(fetch, store, report):
         report.interrupted = True

@@ -1,8 +1,9 @@
 """Turn PATH arguments (files, folders, globs) into the files to ingest.
 
-Only files of a registered kind are taken (by suffix, assetdb.kinds: image files unless
-a plugin adds a kind); anything else is skipped with its reason, whether found in a
-folder or named on the command line, so an .html or .svg never becomes an asset.
+Only files of a registered kind are taken (by suffix, assetdb.kinds: images, HEIC/AVIF,
+RAW, video, PDF and SVG, and what plugins add); anything else is skipped with its reason,
+whether found in a folder or named on the command line, so an .html never becomes an
+asset.
 Symlinks are not followed out of the roots given: a folder argument is the root of its
 walk, a file (or folder) argument that is itself a symlink must point inside the folder
 that holds it, and a glob match must stay inside the folder above the pattern's first

@@ -34,7 +34,8 @@ from assetdb.classify.auto import apply_auto_classification
 from assetdb.config import Settings, env_float, env_int
 from assetdb.db import schema
 from assetdb.db.engine import connect, retry_database
-from assetdb.embedding.batches import embed_paths
+from assetdb.db.frames import replace_moments
+from assetdb.embedding.batches import Embedded, embed_assets
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ConfigError
 from assetdb.ingest.heartbeat import Heartbeat, interval_for, renew_leases
@@ -310,11 +311,12 @@ class Worker:
         expected = {Path(uri): (sha, size) for _, uri, sha, size in claimed}
         unwritten = {i for i, _, _, _ in claimed}
         try:
-            for batch in embed_paths(encoder, list(by_path), batch_size=self.options.batch_size,
-                                     workers=self.settings.decode_workers, expected=expected):
-                results = [(by_path[p], v, e) for p, v, e in batch]
+            for batch in embed_assets(encoder, list(by_path), batch_size=self.options.batch_size,
+                                      workers=self.settings.decode_workers, expected=expected):
+                results = [(by_path[d.path], d.vector, d.error) for d in batch]
+                timed = {by_path[d.path]: d for d in batch if d.timed}
                 self.report.encoded += sum(v is not None for _, v, _ in results)
-                if not self._db(self._write, encoder, results):
+                if not self._db(self._write, encoder, results, timed):
                     break
                 unwritten -= {i for i, _, _ in results}
                 if self.ocr:
@@ -341,9 +343,11 @@ class Worker:
             logging.getLogger("assetdb.worker").warning("OCR turned off: %s", exc)
             self.ocr = False
 
-    def _write(self, encoder: Encoder, results: list[tuple[int, Any, str | None]]) -> bool:
+    def _write(self, encoder: Encoder, results: list[tuple[int, Any, str | None]],
+               timed: dict[int, Embedded] | None = None) -> bool:
         """Store a batch's results in one transaction; False if the model changed."""
         opts = self.options
+        timed = timed or {}
         embedded: list[tuple[int, Any]] = []
         with connect(self.settings) as conn:
             # Reading assetdb_meta here holds off a model switch until this commits, and
@@ -359,6 +363,10 @@ class Worker:
                         continue
                     embedded.append((asset_id, vector))
                     self.report.embedded += 1
+                    if asset_id in timed:  # a video's frames, a document's pages
+                        d = timed[asset_id]
+                        replace_moments(conn, encoder.name,
+                                        [(asset_id, d.moments, d.note, d.facts)])
                     continue
                 row = conn.execute(_FAILED, {"error": error or "unknown error", "id": asset_id,
                                              "owner": self.owner, "delay": opts.retry_delay,

@@ -87,7 +87,10 @@ def _check_ceiling(img: Image.Image) -> None:
         )
 
 
-def open_image(path: Source) -> Image.Image:
+def open_image(path: Source, formats: frozenset[str] | set[str] = SUPPORTED_FORMATS
+               ) -> Image.Image:
+    """Open an image of one of `formats` (Pillow's names; other kinds pass their own,
+    assetdb.kinds.photos) for probing or decoding; ImageError otherwise."""
     try:
         img = Image.open(path)
     except FileNotFoundError:
@@ -97,7 +100,7 @@ def open_image(path: Source) -> Image.Image:
         raise ImageError(what) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(_corrupt(exc)) from None
-    if img.format not in SUPPORTED_FORMATS:
+    if img.format not in formats:
         img.close()
         raise ImageError(f"unsupported image format {img.format}")
     _check_ceiling(img)
@@ -129,11 +132,11 @@ def _captured_at(exif: Image.Exif) -> datetime | None:
         return None
 
 
-def probe(path: Source) -> Probe:
+def probe(path: Source, formats: frozenset[str] | set[str] = SUPPORTED_FORMATS) -> Probe:
     """Identify the image from its headers, without decoding its pixels. Anything Pillow
     raises on a damaged header becomes ImageError, so it fails this file alone."""
     try:
-        return _probe(path)
+        return _probe(path, formats)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -144,8 +147,8 @@ def probe(path: Source) -> Probe:
         raise ImageError(f"corrupt image header: {exc or type(exc).__name__}") from None
 
 
-def _probe(path: Source) -> Probe:
-    with open_image(path) as img:
+def _probe(path: Source, formats: frozenset[str] | set[str] = SUPPORTED_FORMATS) -> Probe:
+    with open_image(path, formats) as img:
         width, height = img.size
         exif = _header_exif(img)
         if exif.get(0x0112) in (5, 6, 7, 8):  # rotated 90 degrees: report displayed size

@@ -20,11 +20,11 @@ This module imports no kind, no model and no database code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -45,6 +45,9 @@ class Probe:
     width: int
     height: int
     captured_at: datetime | None
+    # Kind-specific facts (a video's duration, codec and frame rate; a PDF's page count),
+    # kept in asset_media.facts: JSON values only.
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,33 @@ class Frame:
 
     image: Image.Image
     seconds: float | None = None
+    page: int | None = None  # the page (from 1) of a paged document
+
+
+@dataclass
+class Moments:
+    """What a time-based or paged kind gives the encoder: the frames (or pages) to embed,
+    each searchable on its own, and a note for the asset's row when the sampling was
+    bounded (a frame cap, a decode time limit). The asset's own vector is their mean."""
+
+    frames: list[Frame]
+    note: str | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class MomentsKind(Protocol):
+    """A kind whose assets are searched by moment (video frames, document pages): ingest
+    embeds each of `moments` and stores them in asset_frames beside the asset's vector."""
+
+    def moments(self, source: Source, min_size: int) -> Moments:
+        """The frames to embed, already no smaller than `min_size` a side. Bounded in
+        count and time by the kind's settings; ImageError when nothing could be read."""
+        ...
+
+
+def has_moments(kind: object) -> bool:
+    return callable(getattr(kind, "moments", None))
 
 
 @runtime_checkable
@@ -115,9 +145,15 @@ reload_plugins = _REGISTRY.reload_plugins
 
 
 def _builtin() -> list[Kind]:
-    from assetdb.kinds.still import STILL  # here, so that still.py may import this module
+    # Here, so that the kind modules may import this one. The still-image kind comes
+    # first: kind_for_file falls back to it. The others import their libraries only
+    # when they decode (assetdb/kinds/extras.py names the extra that is missing).
+    from assetdb.kinds.documents import PDF, SVG
+    from assetdb.kinds.photos import HEIF, RAW
+    from assetdb.kinds.still import STILL
+    from assetdb.kinds.video import VIDEO
 
-    return [STILL]
+    return [STILL, VIDEO, HEIF, RAW, PDF, SVG]
 
 
 def kinds() -> list[Kind]:
@@ -140,8 +176,13 @@ def kind_for_file(path: str | Path, recorded: str | None = None) -> Kind:
     """The kind that decodes a catalogued file: the one that recorded its row's kind,
     else the one its suffix names, else the still-image kind (whose decoder explains,
     on the row, why such a file is not an image)."""
+    by_suffix = kind_for_path(path)
+    # Several kinds record 'image' (Pillow's formats, HEIF, RAW, SVG): the suffix tells
+    # them apart whenever its kind records that name.
+    if by_suffix is not None and (recorded is None or recorded in by_suffix.names):
+        return by_suffix
     found = kind_for_name(recorded) if recorded else None
-    return found or kind_for_path(path) or _builtin()[0]
+    return found or by_suffix or _builtin()[0]
 
 
 def kind_names() -> tuple[str, ...]:
@@ -169,8 +210,14 @@ class KindNames(Sequence[str]):
 KIND_NAMES = KindNames()
 
 
+# Video containers a browser plays in a <video> element and never runs as a document
+# (served with nosniff, a sandbox CSP and Range support; docs/security.md).
+PLAYABLE_VIDEO = frozenset({"video/mp4", "video/webm", "video/quicktime"})
+
+
 def inline_types() -> frozenset[str]:
-    """MIME types an original may be served inline with. Only image types count, and
-    never SVG (it carries script), whatever a kind declares."""
+    """MIME types an original may be served inline with. Only image types and the
+    playable video types count, and never SVG (it carries script), whatever a kind
+    declares."""
     return frozenset(t for k in kinds() for t in k.inline_types
-                     if t.startswith("image/") and "svg" not in t)
+                     if (t.startswith("image/") and "svg" not in t) or t in PLAYABLE_VIDEO)

@@ -129,7 +129,7 @@ def _date_range(lo: str, hi: str, name: str) -> Callable[[Filters], None]:
 FILTERS: list[FilterSpec] = [
     FilterSpec(
         field="kinds", flag="--kind", param="kind", metavar="KIND", multiple=True,
-        help="Only this kind: image or animation. Repeatable.",
+        help="Only this kind: image, animation, video or document. Repeatable.",
         parse=parse_kinds, empty=list, choices=kind_names,
         clause=lambda c, v: c.kind.in_(v),
         page=PageField("checkboxes", "Kind", group="Kind",

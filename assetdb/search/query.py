@@ -45,6 +45,9 @@ class Hit:
     labels: dict[str, Any] = field(default_factory=dict)
     moderation: dict[str, Any] = field(default_factory=dict)
     hidden: bool = False
+    # The best-matching moments of a video or document: {seconds, page, similarity}
+    # (assetdb.search.moments); empty for a still image.
+    moments: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,7 @@ from assetdb.embedding.images import load_image, load_image_bytes
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.search import MAX_K
 from assetdb.search.filters import Filters, check_min_similarity
+from assetdb.search.moments import with_moments
 from assetdb.search.query import Hit, nearest
 
 
@@ -50,7 +51,7 @@ def search_vector(
 def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector: np.ndarray,
              k: int, filters: Filters | None, exclude_ids: tuple[int, ...],
              min_similarity: float | None) -> list[Hit]:
-    return nearest(
+    hits = nearest(
         conn,
         vector,
         k=k,
@@ -61,6 +62,10 @@ def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector:
         ef_search=settings.hnsw_ef_search,
         min_similarity=min_similarity,
     )
+    # Videos and documents are also found by their best moment (assetdb.search.moments).
+    return with_moments(conn, hits, vector, k=k, filters=filters or Filters(),
+                        model=meta["model"], exclude_ids=exclude_ids,
+                        min_similarity=min_similarity, ef_search=settings.hnsw_ef_search)
 
 
 def _checked(settings: Settings, encoder: Encoder) -> None:

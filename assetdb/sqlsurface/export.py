@@ -130,10 +130,37 @@ def export(
                 files = _write_csv(batches, tmp, tick)
             else:
                 files = _write_npy(batches, tmp, out.with_suffix(".csv"), total, dim, tick)
+            files += _write_frames(conn, filters, model, dim, out)
             tmp.replace(out)  # a failed export leaves no half-written file at OUT
         finally:
             tmp.unlink(missing_ok=True)
     return ExportReport(rows=total, dimension=dim, files=[str(out), *files])
+
+
+def _write_frames(conn: Connection, filters: Filters, model: str, dim: int,
+                  out: Path) -> list[str]:
+    """The moments of the exported videos and documents (asset_frames), beside OUT:
+    OUT.frames.npy (one float32 row a frame) and OUT.frames.jsonl (asset id, uri,
+    position, seconds, page of each row, in the same order). None: no file."""
+    from assetdb.db.media_models import AssetFrame
+
+    F = AssetFrame.__table__.c  # noqa: N806
+    q = (select(F.asset_id, A.uri, F.position, F.seconds, F.page, F.embedding)
+         .join(Asset.__table__, A.id == F.asset_id)
+         .where(F.embedding_model == model, *where_clauses(filters, model))
+         .order_by(F.asset_id, F.position))
+    rows = conn.execute(q).all()
+    if not rows:
+        return []
+    vectors = out.with_name(out.stem + ".frames.npy")
+    index = out.with_name(out.stem + ".frames.jsonl")
+    np.save(vectors, np.stack([np.asarray(r.embedding, dtype=np.float32) for r in rows])
+            .reshape(len(rows), dim))
+    with index.open("w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps({"asset_id": r.asset_id, "uri": r.uri, "position": r.position,
+                                 "seconds": r.seconds, "page": r.page}) + "\n")
+    return [str(vectors), str(index)]
 
 
 def _write_csv(batches: Iterator[list[Any]], path: Path, tick: Callable[[int], None]) -> list[str]:

@@ -253,13 +253,21 @@ function card(hit, { compact = false } = {}) {
     thumb.append(score);
   }
   if (hit.kind === "animation") thumb.append(el("span", "kind-badge", "GIF"));
+  const moment = (hit.moments || [])[0];
+  if (moment) {
+    const badge = el("span", "kind-badge moment", momentLabel(moment));
+    badge.title = "The best-matching moment";
+    thumb.append(badge);
+  } else if (hit.kind === "video") {
+    thumb.append(el("span", "kind-badge", "video"));
+  }
   const body = el("div", "card-body");
   body.append(el("p", "card-title", hit.title || hit.name));
   body.append(el("p", "card-sub", hit.name));
   if (hit.snippet) body.append(snippet(hit));
   if (!compact) body.append(tagList(hit.tags));
   button.append(thumb, body);
-  button.addEventListener("click", () => openDetail(hit.id));
+  button.addEventListener("click", () => openDetail(hit.id, moment));
   li.append(button);
   return li;
 }
@@ -281,6 +289,37 @@ function snippet(hit) {
 }
 
 $("search-mode").addEventListener("change", () => { if (state.mode === "text") run(true); });
+
+// "1:05" into a video, "p. 3" of a document.
+function momentLabel(moment) {
+  if (moment.seconds !== null && moment.seconds !== undefined) {
+    const s = Math.floor(moment.seconds);
+    const h = Math.floor(s / 3600);
+    const mm = String(Math.floor((s % 3600) / 60));
+    const ss = String(s % 60).padStart(2, "0");
+    return h ? `${h}:${mm.padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
+  }
+  return moment.page ? `p. ${moment.page}` : "";
+}
+
+// A video plays in the page from the matching second (a #t= media fragment; the
+// original is served with Range support). Anything else shows its thumbnail.
+function showMedia(asset, moment) {
+  const old = $("d-video");
+  if (old) old.remove();
+  const link = $("d-original");
+  link.hidden = false;
+  if (asset.kind !== "video" || !asset.mime || !asset.mime.startsWith("video/")) return;
+  const video = el("video");
+  video.id = "d-video";
+  video.controls = true;
+  video.preload = "metadata";
+  video.poster = `${asset.thumbnail_url}?size=512`;
+  const at = moment && moment.seconds ? `#t=${Number(moment.seconds).toFixed(1)}` : "";
+  video.src = `${asset.original_url}${at}`;
+  link.hidden = true;
+  link.after(video);
+}
 
 function emptyState() {
   const li = el("li", "empty");
@@ -344,7 +383,7 @@ function formatDate(iso) {
   return iso ? new Date(iso).toLocaleString() : null;
 }
 
-async function openDetail(id) {
+async function openDetail(id, moment = null) {
   const dialog = $("detail");
   let asset;
   try {
@@ -360,6 +399,7 @@ async function openDetail(id) {
   $("d-image").alt = asset.title || asset.name;
   $("d-original").href = asset.original_url;
   $("d-open").href = asset.original_url;
+  showMedia(asset, moment);
   $("d-description").textContent = asset.description || "";
   $("d-description").hidden = !asset.description;
   $("d-tags").replaceWith(Object.assign(tagList(asset.tags, filterByTag), { id: "d-tags" }));
