@@ -25,8 +25,8 @@ def _grouped(conn: Connection, column: Any) -> dict[str, int]:  # noqa: ANN401 -
 
 def catalogue_stats(settings: Settings) -> dict[str, Any]:
     """The database (password redacted), its model and dimension, the model configured
-    here (None when it follows the database's), and asset counts: in all, and by
-    status, kind and model."""
+    here (None when it follows the database's), asset counts: in all, and by status,
+    kind and model; and the read replica with its lag, when one is set."""
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
         data: dict[str, Any] = {
@@ -37,4 +37,15 @@ def catalogue_stats(settings: Settings) -> dict[str, Any]:
             "total": conn.execute(select(func.count()).select_from(Asset)).scalar_one(),
         }
         data.update({name: _grouped(conn, column) for name, column in GROUPS.items()})
+    data.update(_read_replica(settings))
     return data
+
+
+def _read_replica(settings: Settings) -> dict[str, Any]:
+    """Where searches read (None: the primary) and how many bytes of WAL that replica
+    has still to apply (None: not a streaming replica, or none configured)."""
+    from assetdb.db.replica import replica_state
+
+    state = replica_state(settings)
+    return {"read_database": redact(settings.read_database_url) if state else None,
+            "read_replica_lag_bytes": state.lag_bytes if state else None}

@@ -154,7 +154,10 @@ def stats(as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    kv_lines([(k, data[k]) for k in ("database", "model", "dimension", "total")])
+    keys = ["database", "model", "dimension", "total"]
+    if data["read_database"]:  # searches read from a replica: say which, and how far behind
+        keys[1:1] = ["read_database", "read_replica_lag_bytes"]
+    kv_lines([(k, data[k]) for k in keys])
     for key in ("by_status", "by_kind", "by_model"):
         click.echo(f"\n{key.replace('_', ' ')}:")
         for name, count in data[key].items():

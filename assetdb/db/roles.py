@@ -137,14 +137,16 @@ def ensure_reader(conn: Connection, settings: Settings) -> ReaderSetup:
 
 def reader_conninfo(settings: Settings, password: str | None = None) -> str:
     """How `assetdb sql` connects: ASSETDB_READONLY_DATABASE_URL, or the catalogue's own
-    server as the read-only role with the password from reader.pgpass."""
+    server (its read replica when ASSETDB_READ_DATABASE_URL is set: the role and its
+    password are replicated with everything else) as the read-only role with the
+    password from reader.pgpass."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     if settings.readonly_database_url:
         return settings.readonly_database_url
-    from assetdb.db.engine import libpq_url
+    from assetdb.db.engine import read_url
 
-    params = conninfo_to_dict(libpq_url(settings))
+    params = conninfo_to_dict(read_url(settings))
     params.pop("password", None)
     params.pop("passfile", None)
     params["user"] = READER
