@@ -16,6 +16,8 @@ in-memory graph's bytes per row; the sizing table extrapolates both linearly.
 Run (the lead's 1M build is measured by benchmarks/vector_search.py; this one stays small):
 
     python -m benchmarks.index_sizing --rows 20000 100000 --out docs/results/index_sizing.json
+
+Each row count's figures are saved as soon as they are measured.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def _load(conn: Any, table: str, typ: str, data: np.ndarray) -> None:  # noqa: A
     conn.execute(f"VACUUM ANALYZE {table}")
 
 
-def _mb(conn: Any, rel: str) -> float:  # noqa: ANN401
-    size = conn.execute("SELECT pg_relation_size(%s::regclass)", [rel]).fetchone()[0]
+def _mb(conn: Any, rel: str, what: str = "pg_relation_size") -> float:  # noqa: ANN401
+    # pg_table_size for a table: a 2 KB vector lives out of line, in its TOAST table.
+    size = conn.execute(f"SELECT {what}(%s::regclass)", [rel]).fetchone()[0]
     return size / 2**20
 
 
@@ -77,7 +80,7 @@ def build(url: str, rows: int) -> list[dict[str, Any]]:
             out.append({"rows": rows, "type": f"{typ}({DIM})",
                         "build_s": round(t.seconds, 1), "index_mb": round(index_mb, 1),
                         "index_bytes_per_row": round(index_mb * 2**20 / rows),
-                        "table_mb": round(_mb(conn, table), 1)})
+                        "table_mb": round(_mb(conn, table, "pg_table_size"), 1)})
         conn.execute("DROP TABLE sizing_vector, sizing_halfvec")
     return out
 
@@ -127,17 +130,28 @@ def main() -> None:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 version = conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
-            memory = graph_memory(url)
-            builds = [row for rows in args.rows for row in build(url, rows)]
+            result = {"machine": info, "pgvector": version,
+                      "hnsw": {"m": 16, "ef_construction": 64},
+                      "builds": [], "graph_memory": graph_memory(url)}
+            for rows in args.rows:
+                result["builds"] += build(url, rows)
+                # Saved after each size: a run cut short on a loaded machine keeps its figures.
+                info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+                if args.out:
+                    _save(result, args.out)
     finally:
         embedded.stop(home)
         shutil.rmtree(home, ignore_errors=True)
-
-    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result = {"machine": info, "pgvector": version, "hnsw": {"m": 16, "ef_construction": 64},
-              "builds": builds, "graph_memory": memory}
     report("HNSW size and build time", result,
-           {"builds": builds, "graph memory while building": memory}, args.out)
+           {"builds": result["builds"], "graph memory while building": result["graph_memory"]},
+           args.out)
+
+
+def _save(result: dict[str, Any], out: Path) -> None:
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(replica_env, tmp_path
         sql = json.loads(_ok("sql", "SELECT pg_is_in_recovery() AS standby, "
                                     "(SELECT count(*) FROM assets) AS n", "-f", "json"))
         assert sql == [{"standby": True, "n": 4}]
+        assert str(replica.socket_dir) in _ok("db", "url", "--read-only")  # for psql too
         some = min(first)
         similar = json.loads(_ok("sql", f"SELECT asset_id FROM assetdb_similar({some}, 10)",
                                  "-f", "json"))
