@@ -159,3 +159,9 @@ def test_an_unreachable_replica_is_a_clear_error_and_writes_still_work(
     assert result.exit_code != 0
     assert "ASSETDB_READ_DATABASE_URL" in result.output
     assert "s3cret-pw" not in result.output
+    stats = run_cli("stats", "--json")  # the primary's counts, and why the replica is not
+    assert stats.exit_code == 0, stats.output
+    data = json.loads(stats.stdout)
+    assert data["total"] == 1 and data["read_replica_lag_bytes"] is None
+    assert "cannot connect" in data["read_replica_error"]
+    assert "s3cret-pw" not in stats.stdout

@@ -42,10 +42,21 @@ def catalogue_stats(settings: Settings) -> dict[str, Any]:
 
 
 def _read_replica(settings: Settings) -> dict[str, Any]:
-    """Where searches read (None: the primary) and how many bytes of WAL that replica
-    has still to apply (None: not a streaming replica, or none configured)."""
+    """Where searches read (None: the primary), how many bytes of WAL that replica has
+    still to apply (None: not a streaming replica, or none configured), and why it could
+    not be asked (the counts above come from the primary and stay useful)."""
     from assetdb.db.replica import replica_state
+    from assetdb.errors import DatabaseUnavailable
 
-    state = replica_state(settings)
-    return {"read_database": redact(settings.read_database_url) if state else None,
-            "read_replica_lag_bytes": state.lag_bytes if state else None}
+    out: dict[str, Any] = {"read_database": None, "read_replica_lag_bytes": None,
+                           "read_replica_error": None}
+    if not settings.read_database_url:
+        return out
+    out["read_database"] = redact(settings.read_database_url)
+    try:
+        state = replica_state(settings)
+    except DatabaseUnavailable as exc:
+        out["read_replica_error"] = str(exc)
+        return out
+    out["read_replica_lag_bytes"] = state.lag_bytes if state else None
+    return out

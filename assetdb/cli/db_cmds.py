@@ -156,7 +156,8 @@ def stats(as_json: bool) -> None:
         return
     keys = ["database", "model", "dimension", "total"]
     if data["read_database"]:  # searches read from a replica: say which, and how far behind
-        keys[1:1] = ["read_database", "read_replica_lag_bytes"]
+        keys[1:1] = ["read_database", "read_replica_error" if data["read_replica_error"]
+                     else "read_replica_lag_bytes"]
     kv_lines([(k, data[k]) for k in keys])
     for key in ("by_status", "by_kind", "by_model"):
         click.echo(f"\n{key.replace('_', ' ')}:")
