@@ -95,6 +95,8 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(replica_env, tmp_path
                                     "(SELECT count(*) FROM assets) AS n", "-f", "json"))
         assert sql == [{"standby": True, "n": 4}]
         assert str(replica.socket_dir) in _ok("db", "url", "--read-only")  # for psql too
+        _ok("export", "--format", "csv", "--out", str(tmp_path / "out.csv"))
+        assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 4  # header + rows
         some = min(first)
         similar = json.loads(_ok("sql", f"SELECT asset_id FROM assetdb_similar({some}, 10)",
                                  "-f", "json"))
