@@ -42,7 +42,8 @@ def init(as_json: bool) -> None:
         click.echo(f"Read-only role {reader.role} ready (assetdb sql; "
                    "psql \"$(assetdb db url --read-only)\")")
     else:
-        click.echo(f"This login may not create roles: for `assetdb sql`, an admin runs\n\n"
+        click.echo(f"This login may not create (or change) the role {reader.role}: for "
+                   f"`assetdb sql`, an admin runs\n\n"
                    f"{reader.instructions}\n\nthen set ASSETDB_READONLY_DATABASE_URL to that "
                    "login.", err=True)
 
