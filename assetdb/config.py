@@ -123,6 +123,11 @@ SETTINGS: tuple[Setting, ...] = (
             "the embedded server", _text_or, "unset: embedded server"),
     Setting("ASSETDB_READONLY_DATABASE_URL", None, "the login `assetdb sql` uses; unset: the "
             "read-only role `init` creates", _text_or, "unset: the role `init` creates"),
+    # A replica of ASSETDB_DATABASE_URL for the searches; not the same as the read-only
+    # login above, which is a role (who), where this is a server (which copy).
+    Setting("ASSETDB_READ_DATABASE_URL", None, "a read replica of ASSETDB_DATABASE_URL "
+            "that searches, browsing and `assetdb sql` read from; writes always go to the "
+            "primary", _text_or, "unset: the primary"),
     Setting("ASSETDB_HOME", None, "where the embedded server keeps its data and password "
             "files", _text_or, "`~/.local/share/assetdb` (root: `/var/lib/assetdb`)"),
     Setting("ASSETDB_MODEL", DEFAULT_MODEL, "a sentence-transformers CLIP model name, or a "
@@ -223,6 +228,9 @@ class Settings:
     hnsw_ef_search: int
     bulk_index_min_rows: int
     max_image_pixels: int
+    # Searches' server (a read replica); None: the primary. Last, with a default, so that
+    # code building Settings by hand keeps working.
+    read_database_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -240,6 +248,7 @@ class Settings:
             hnsw_ef_search=read_setting("ASSETDB_HNSW_EF_SEARCH"),
             bulk_index_min_rows=read_setting("ASSETDB_BULK_INDEX_MIN_ROWS"),
             max_image_pixels=max_image_pixels(),
+            read_database_url=read_setting("ASSETDB_READ_DATABASE_URL"),
         )
 
 

@@ -167,3 +167,9 @@ def ground_truth(data: Dataset, case_list: list[Case], k: int = K) -> dict[str, 
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1)
         out[case.name] = np.take_along_axis(top, order, axis=1)
     return out
+
+
+def clustered(rows: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Just the vectors and the queries (benchmarks/index_sizing.py)."""
+    data = generate(rows, queries, seed)
+    return data.vectors, data.queries

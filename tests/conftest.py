@@ -85,6 +85,7 @@ def database_url(server_url: str, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("ASSETDB_DATABASE_URL", url)
     monkeypatch.setenv("ASSETDB_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("ASSETDB_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ASSETDB_READ_DATABASE_URL", raising=False)  # reads: this database
     yield url
     reset_engines()
     with psycopg.connect(server_url, autocommit=True) as conn:

@@ -44,7 +44,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def _scrubbed(request: Request, text: str) -> str:
     # A database error may quote the connection string: its password never leaves.
     settings = getattr(request.app.state, "settings", None)
-    return scrub(text, getattr(settings, "database_url", None))
+    return scrub(text, getattr(settings, "database_url", None),
+                 getattr(settings, "read_database_url", None))
 
 
 def status_of(exc: AssetdbError) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select, update
 
 from assetdb.config import Settings
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect, connect_read
 from assetdb.db.models import Asset
 from assetdb.errors import AssetdbError, FilterError
 from assetdb.files import open_verified
@@ -90,7 +90,7 @@ def _fetch(conn: Connection, asset_id: int) -> AssetDetail:
 
 def get_asset(settings: Settings, asset_id: int, *, include_hidden: bool = True) -> AssetDetail:
     """One asset; with include_hidden=False one hidden by moderation counts as not found."""
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:
         schema.require_meta(conn)
         asset = _fetch(conn, asset_id)
     if asset.hidden and not include_hidden:
@@ -105,7 +105,7 @@ def browse(
     """Searchable assets that pass the filters, newest first (the page before a query)."""
     if offset < 0 or not 1 <= limit <= 1000:
         raise FilterError("offset must be >= 0 and limit between 1 and 1000")
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:
         meta = schema.require_meta(conn)
         rows = conn.execute(
             select(*_DETAIL_COLUMNS)

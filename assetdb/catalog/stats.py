@@ -25,8 +25,8 @@ def _grouped(conn: Connection, column: Any) -> dict[str, int]:  # noqa: ANN401 -
 
 def catalogue_stats(settings: Settings) -> dict[str, Any]:
     """The database (password redacted), its model and dimension, the model configured
-    here (None when it follows the database's), and asset counts: in all, and by
-    status, kind and model."""
+    here (None when it follows the database's), asset counts: in all, and by status,
+    kind and model; and the read replica with its lag, when one is set."""
     with connect(settings) as conn:
         meta = schema.require_meta(conn)
         data: dict[str, Any] = {
@@ -37,4 +37,26 @@ def catalogue_stats(settings: Settings) -> dict[str, Any]:
             "total": conn.execute(select(func.count()).select_from(Asset)).scalar_one(),
         }
         data.update({name: _grouped(conn, column) for name, column in GROUPS.items()})
+    data.update(_read_replica(settings))
     return data
+
+
+def _read_replica(settings: Settings) -> dict[str, Any]:
+    """Where searches read (None: the primary), how many bytes of WAL that replica has
+    still to apply (None: not a streaming replica, or none configured), and why it could
+    not be asked (the counts above come from the primary and stay useful)."""
+    from assetdb.db.replica import replica_state
+    from assetdb.errors import DatabaseUnavailable
+
+    out: dict[str, Any] = {"read_database": None, "read_replica_lag_bytes": None,
+                           "read_replica_error": None}
+    if not settings.read_database_url:
+        return out
+    out["read_database"] = redact(settings.read_database_url)
+    try:
+        state = replica_state(settings)
+    except DatabaseUnavailable as exc:
+        out["read_replica_error"] = str(exc)
+        return out
+    out["read_replica_lag_bytes"] = state.lag_bytes if state else None
+    return out

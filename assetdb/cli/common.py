@@ -14,14 +14,17 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
-def catalogue_meta(settings: Settings) -> dict[str, str]:
+def catalogue_meta(settings: Settings, *, read: bool = False) -> dict[str, str]:
     """Reach the database and read what it records (model, dimension). Commands call it
     before loading a model, so that a server that is down or a database never
-    initialised is answered in a second, not after the model's many seconds."""
-    from assetdb.db import schema
-    from assetdb.db.engine import connect
+    initialised is answered in a second, not after the model's many seconds.
 
-    with connect(settings) as conn:
+    read=True: searches ask the server they search (the read replica, when one is set),
+    so that right after a model switch a lagging replica is searched with its own model."""
+    from assetdb.db import schema
+    from assetdb.db.engine import connect, connect_read
+
+    with (connect_read if read else connect)(settings) as conn:
         return schema.require_meta(conn)
 
 
@@ -113,9 +116,9 @@ def filters_from(kwargs: dict[str, Any]):  # noqa: ANN201 - Filters
 
 
 def with_model(settings: Settings, meta: dict[str, str], run: Callable[[Any], Any]) -> Any:  # noqa: ANN401
-    """run(encoder) with the database's model (or ASSETDB_MODEL). Following the database's
-    model, a switch (`assetdb reembed`) that lands between loading and searching is
-    followed: the recorded model is read again and run once more with it."""
+    """run(encoder), a search, with the database's model (or ASSETDB_MODEL). Following the
+    database's model, a switch (`assetdb reembed`) that lands between loading and searching
+    is followed: the recorded model is read again (where searches read) and run once more."""
     from assetdb.errors import ModelSwitched
 
     try:
@@ -124,4 +127,4 @@ def with_model(settings: Settings, meta: dict[str, str], run: Callable[[Any], An
         if settings.model_is_explicit:
             raise
         click.echo("The database switched models meanwhile; loading the new one.", err=True)
-        return run(load_model(settings, meta=catalogue_meta(settings)))
+        return run(load_model(settings, meta=catalogue_meta(settings, read=True)))

@@ -42,7 +42,8 @@ def init(as_json: bool) -> None:
         click.echo(f"Read-only role {reader.role} ready (assetdb sql; "
                    "psql \"$(assetdb db url --read-only)\")")
     else:
-        click.echo(f"This login may not create roles: for `assetdb sql`, an admin runs\n\n"
+        click.echo(f"This login may not create (or change) the role {reader.role}: for "
+                   f"`assetdb sql`, an admin runs\n\n"
                    f"{reader.instructions}\n\nthen set ASSETDB_READONLY_DATABASE_URL to that "
                    "login.", err=True)
 
@@ -154,7 +155,11 @@ def stats(as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    kv_lines([(k, data[k]) for k in ("database", "model", "dimension", "total")])
+    keys = ["database", "model", "dimension", "total"]
+    if data["read_database"]:  # searches read from a replica: say which, and how far behind
+        keys[1:1] = ["read_database", "read_replica_error" if data["read_replica_error"]
+                     else "read_replica_lag_bytes"]
+    kv_lines([(k, data[k]) for k in keys])
     for key in ("by_status", "by_kind", "by_model"):
         click.echo(f"\n{key.replace('_', ' ')}:")
         for name, count in data[key].items():

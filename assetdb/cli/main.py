@@ -96,7 +96,8 @@ class LazyGroup(click.Group):
 
             # The last line of defence: no message shows the database password.
             message = scrub(str(exc), os.environ.get("ASSETDB_DATABASE_URL"),
-                            os.environ.get("ASSETDB_READONLY_DATABASE_URL"))
+                            os.environ.get("ASSETDB_READONLY_DATABASE_URL"),
+                            os.environ.get("ASSETDB_READ_DATABASE_URL"))
             raise click.ClickException(message) from None
         except Exception as exc:
             # A connection lost mid-statement (server killed, disk full) arrives as a
@@ -106,7 +107,8 @@ class LazyGroup(click.Group):
             from assetdb.db.engine import user_message
 
             message = user_message(exc, os.environ.get("ASSETDB_DATABASE_URL"),
-                                   os.environ.get("ASSETDB_READONLY_DATABASE_URL"))
+                                   os.environ.get("ASSETDB_READONLY_DATABASE_URL"),
+                                   os.environ.get("ASSETDB_READ_DATABASE_URL"))
             if message is None:
                 raise
             raise click.ClickException(message) from None

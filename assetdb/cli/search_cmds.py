@@ -95,7 +95,7 @@ def search(text: str, mode: str, k: int, min_similarity: float | None, as_json: 
     settings = get_settings()
     filters = filters_from(kwargs)
     check_request(text, mode, k, min_similarity)  # answered before the model loads
-    meta = catalogue_meta(settings)  # before the model: a mistake is answered at once
+    meta = catalogue_meta(settings, read=True)  # before the model: errors come at once
     catalog = Catalog(settings)
 
     def run(encoder: object) -> object:
@@ -147,7 +147,7 @@ def similar(target: str, k: int, min_similarity: float | None, as_json: bool,
     path = Path(target).expanduser()
     if not path.is_file():
         raise click.ClickException(f"{target!r} is neither an asset id nor an existing file")
-    meta = catalogue_meta(settings)
+    meta = catalogue_meta(settings, read=True)
 
     def run(encoder: object) -> list:
         return Catalog(settings).search_image(encoder, path, k=k, filters=filters,

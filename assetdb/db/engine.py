@@ -40,12 +40,12 @@ def redact(url: str) -> str:
 _ENGINES: dict[str, Engine] = {}
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, setting: str = "ASSETDB_DATABASE_URL") -> Engine:
     if url in _ENGINES:
         return _ENGINES[url]
     if not re.match(r"^(postgres|postgresql)(\+\w+)?://", url):
         raise DatabaseError(
-            f"ASSETDB_DATABASE_URL must be a postgresql:// URL, got {redact(url)!r}"
+            f"{setting} must be a postgresql:// URL, got {redact(url)!r}"
         )
     engine = create_engine(
         sqlalchemy_url(url),
@@ -76,10 +76,36 @@ def reset_engines() -> None:
     _ENGINES.clear()
 
 
+def read_url(settings: Settings) -> str:
+    """Where searches read: ASSETDB_READ_DATABASE_URL (a streaming replica of the
+    primary) when set, else the primary itself."""
+    return settings.read_database_url or libpq_url(settings)
+
+
 @contextmanager
 def connect(settings: Settings) -> Iterator[Connection]:
-    """A connection in a transaction, with connection failures turned into clear errors."""
-    engine = get_engine(settings)
+    """A connection to the primary in a transaction, with connection failures turned into
+    clear errors. Everything that writes, or reads to decide a write, uses this."""
+    with _connected(get_engine(settings), settings, "") as conn:
+        yield conn
+
+
+@contextmanager
+def connect_read(settings: Settings) -> Iterator[Connection]:
+    """A connection for a search or a browse that writes nothing: to the read replica
+    (ASSETDB_READ_DATABASE_URL) when one is set, else to the primary. A replica lags
+    its primary: rows committed a moment ago may not be there yet."""
+    if not settings.read_database_url:
+        with connect(settings) as conn:
+            yield conn
+        return
+    with _connected(_engine(settings.read_database_url, "ASSETDB_READ_DATABASE_URL"), settings,
+                    " (the read replica, ASSETDB_READ_DATABASE_URL)") as conn:
+        yield conn
+
+
+@contextmanager
+def _connected(engine: Engine, settings: Settings, which: str) -> Iterator[Connection]:
     try:
         conn = engine.connect()
     except OperationalError as exc:
@@ -89,8 +115,8 @@ def connect(settings: Settings) -> Iterator[Connection]:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         # libpq may quote parts of the connection string back in its message.
         raise DatabaseUnavailable(
-            f"cannot connect to the database at {redact(url)}: "
-            f"{scrub(reason, url, settings.database_url)}"
+            f"cannot connect to the database at {redact(url)}{which}: "
+            f"{scrub(reason, url, settings.database_url, settings.read_database_url)}"
         ) from None
     with conn:
         with conn.begin():

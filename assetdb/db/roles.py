@@ -30,6 +30,14 @@ READER = "assetdb_reader"
 DANGEROUS_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program",
                    "pg_signal_backend", "pg_checkpoint", "pg_maintain")
 _ATTRIBUTES = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+# pg_roles column -> (the safe value, the clause that sets it). Only the clauses whose
+# value is wrong are sent: naming SUPERUSER, REPLICATION or BYPASSRLS in ALTER ROLE at all
+# needs a superuser, and managed services (RDS, Cloud SQL, ...) give none, only CREATEROLE.
+_SAFE_ATTRIBUTES = {
+    "rolsuper": (False, "NOSUPERUSER"), "rolcreatedb": (False, "NOCREATEDB"),
+    "rolcreaterole": (False, "NOCREATEROLE"), "rolreplication": (False, "NOREPLICATION"),
+    "rolbypassrls": (False, "NOBYPASSRLS"), "rolinherit": (True, "INHERIT"),
+}
 
 
 def reader_passfile(home: Path) -> Path:
@@ -62,9 +70,11 @@ def _grant_statements(database: str) -> list[str]:
     return stmts
 
 
-def admin_instructions(database: str) -> str:
-    """What an admin runs on an external server where init may not create roles."""
-    lines = [f"CREATE ROLE {READER} LOGIN PASSWORD '<choose one>' {_ATTRIBUTES};",
+def admin_instructions(database: str, *, exists: bool = False) -> str:
+    """What an admin runs on an external server where init may not create (or, when it
+    exists, change) the role."""
+    verb = "ALTER" if exists else "CREATE"
+    lines = [f"{verb} ROLE {READER} LOGIN PASSWORD '<choose one>' {_ATTRIBUTES};",
              f"ALTER ROLE {READER} SET default_transaction_read_only = on;"]
     lines += [s + ";" for s in _grant_statements(database)]
     return "\n".join(lines)
@@ -99,8 +109,9 @@ def _write_passfile(passfile: Path, password: str) -> None:
 def _password_works(settings: Settings, password: str) -> bool:
     import psycopg
 
-    try:
-        with psycopg.connect(reader_conninfo(settings, password=password), connect_timeout=5):
+    try:  # on the primary, where init just ran: a lagging replica may not have the role yet
+        with psycopg.connect(reader_conninfo(settings, password=password, on_primary=True),
+                             connect_timeout=5):
             return True
     except psycopg.Error:
         return False
@@ -108,7 +119,7 @@ def _password_works(settings: Settings, password: str) -> bool:
 
 def ensure_reader(conn: Connection, settings: Settings) -> ReaderSetup:
     """Create or refresh the read-only role and its grants. Idempotent."""
-    from psycopg import sql
+    from psycopg import errors, sql
 
     database = conn.execute(text("SELECT current_database()")).scalar_one()
     may = conn.execute(text(
@@ -126,14 +137,20 @@ def ensure_reader(conn: Connection, settings: Settings) -> ReaderSetup:
         password = secrets.token_urlsafe(32)
         raw.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
             sql.Identifier(READER), sql.Literal(password)))
-    elif stored is None or not _password_works(settings, stored):
-        # The role exists but this home has no working password for it: set a new one.
-        password = secrets.token_urlsafe(32)
-        raw.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(READER), sql.Literal(password)))
-    raw.execute(sql.SQL("ALTER ROLE {} " + _ATTRIBUTES).format(sql.Identifier(READER)))
-    raw.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
-        sql.Identifier(READER)))
+    try:
+        with raw.transaction():  # a savepoint: a refusal leaves init's own work in place
+            if exists and (stored is None or not _password_works(settings, stored)):
+                # The role exists but this home has no working password for it: a new one.
+                password = secrets.token_urlsafe(32)
+                raw.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(READER), sql.Literal(password)))
+            _remove_powers(conn, raw)
+            raw.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+                sql.Identifier(READER)))
+    except errors.InsufficientPrivilege:
+        # PostgreSQL 16+: a CREATEROLE login may alter only the roles it administers (those
+        # it made); one another admin made is theirs to set up.
+        return ReaderSetup(READER, False, False, admin_instructions(database, exists=True))
     for stmt in _grant_statements(database):
         raw.execute(stmt)
     if password is not None:
@@ -141,16 +158,33 @@ def ensure_reader(conn: Connection, settings: Settings) -> ReaderSetup:
     return ReaderSetup(READER, not exists, password is not None, None)
 
 
-def reader_conninfo(settings: Settings, password: str | None = None) -> str:
+def _remove_powers(conn: Connection, raw) -> None:  # noqa: ANN001 - a psycopg connection
+    """ALTER ROLE the reader to the safe attributes, naming only those that differ."""
+    from psycopg import sql
+
+    row = conn.execute(text(
+        f"SELECT {', '.join(_SAFE_ATTRIBUTES)} FROM pg_roles WHERE rolname = :r"),
+        {"r": READER}).one()
+    clauses = [clause for (_, (safe, clause)), value
+               in zip(_SAFE_ATTRIBUTES.items(), row, strict=True) if value != safe]
+    if clauses:
+        raw.execute(sql.SQL("ALTER ROLE {} " + " ".join(clauses)).format(
+            sql.Identifier(READER)))
+
+
+def reader_conninfo(settings: Settings, password: str | None = None, *,
+                    on_primary: bool = False) -> str:
     """How `assetdb sql` connects: ASSETDB_READONLY_DATABASE_URL, or the catalogue's own
-    server as the read-only role with the password from reader.pgpass."""
+    server (its read replica when ASSETDB_READ_DATABASE_URL is set: the role and its
+    password are replicated with everything else) as the read-only role with the
+    password from reader.pgpass."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     if settings.readonly_database_url:
         return settings.readonly_database_url
-    from assetdb.db.engine import libpq_url
+    from assetdb.db.engine import libpq_url, read_url
 
-    params = conninfo_to_dict(libpq_url(settings))
+    params = conninfo_to_dict(libpq_url(settings) if on_primary else read_url(settings))
     params.pop("password", None)
     params.pop("passfile", None)
     params["user"] = READER

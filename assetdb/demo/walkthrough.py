@@ -65,7 +65,7 @@ Log = Callable[[str], None]
 def demo_settings(home: Path | None = None) -> Settings:
     """The demo's settings: its own embedded server and the shipped model."""
     base = Settings.from_env()
-    return dataclasses.replace(base, database_url=None,
+    return dataclasses.replace(base, database_url=None, read_database_url=None,
                                home=Path(home).expanduser() if home else base.home / "demo",
                                model=str(MODEL_DIR))
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect_read
 from assetdb.embedding.encoder import Encoder
 from assetdb.embedding.images import load_image, load_image_bytes
 from assetdb.errors import AssetdbError, FilterError
@@ -41,7 +41,7 @@ def search_vector(
     (-1..1) leaves out results below it."""
     _check_k(k)
     check_min_similarity(min_similarity)
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:
         meta = schema.require_meta(conn)
         if model is not None and model != meta["model"]:
             schema.check_model(meta, model, len(vector), followed=not settings.model_is_explicit)
@@ -69,7 +69,7 @@ def _nearest(settings: Settings, conn: Connection, meta: dict[str, str], vector:
 
 
 def _checked(settings: Settings, encoder: Encoder) -> None:
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:
         schema.check_model(schema.require_meta(conn), encoder.name, encoder.dimension,
                            followed=not settings.model_is_explicit)
 
@@ -111,7 +111,7 @@ def search_image(
 
 
 def asset_vector(settings: Settings, asset_id: int) -> np.ndarray:
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:
         return _asset_vector(conn, schema.require_meta(conn), asset_id)
 
 
@@ -142,7 +142,7 @@ def similar_to_asset(
     check_min_similarity(min_similarity)
     # One transaction: the stored vector and the search use the same model, even when a
     # model switch commits meanwhile.
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:
         meta = schema.require_meta(conn)
         vector = _asset_vector(conn, meta, asset_id)
         return _nearest(settings, conn, meta, vector, k, filters, (asset_id,), min_similarity)

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, func, select, text
 
 from assetdb.config import Settings
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect_read
 from assetdb.db.models import Asset
 from assetdb.errors import AssetdbError
 from assetdb.search.filters import Filters
@@ -110,7 +110,7 @@ def export(
     """Write the matching assets to OUT in FMT; returns the row count and files written.
     An npy export's companion .csv is replaced only with force."""
     check_format(fmt, out, force)
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:  # a long read: the replica's, when there is one
         # First statement of the transaction: one snapshot for the count and the rows.
         conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         meta = schema.require_meta(conn)

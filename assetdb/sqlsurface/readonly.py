@@ -55,7 +55,8 @@ def _connect(settings: Settings) -> psycopg.Connection:
     try:
         conn = psycopg.connect(conninfo, connect_timeout=10, application_name="assetdb sql")
     except psycopg.OperationalError as exc:
-        reason = scrub(_first_line(exc), conninfo, settings.database_url)
+        reason = scrub(_first_line(exc), conninfo, settings.database_url,
+                       settings.read_database_url)
         raise DatabaseError(f"cannot connect as the read-only role: {reason}") from None
     register_list_vectors(conn)  # before `assetdb init`, vectors stay text
     return conn
