@@ -34,6 +34,7 @@ SKIP = {
     "db start": "the tests' database is not an embedded server (tests/test_database.py)",
     "db stop": "the tests' database is not an embedded server (tests/test_database.py)",
     "reembed --model": "needs another model than this machine has (tests/test_reembed.py)",
+    "model export": "converts a model with torch, seconds each (tests/test_onnx_backend.py)",
 }
 EXAMPLES = re.compile(r"^\s*Examples?( \(.*\))?:\s*$")
 

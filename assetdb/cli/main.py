@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("assetdb.cli.demo_cmds", "demo"),
     "finetune": ("assetdb.cli.train_cmds", "finetune"),
     "eval": ("assetdb.cli.train_cmds", "evaluate"),
+    "model": ("assetdb.cli.model_cmds", "model"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -59,6 +60,7 @@ SHORT_HELP: dict[str, str] = {
     "demo": "Offline demo: generate, ingest and search a shapes catalogue.",
     "finetune": "Fine-tune a CLIP model on (image, caption) pairs.",
     "eval": "Zero-shot accuracy on class folders, or recall@K on pairs.",
+    "model": "Export a CLIP model to ONNX (int8 optional) for fast CPU use.",
 }
 
 
