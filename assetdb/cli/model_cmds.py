@@ -55,7 +55,8 @@ def export(source: str, out: Path, int8: bool, calibrate_images: Path | None,
       assetdb model export clip-ViT-B-32 --out ~/models/clip-int8 --int8
       assetdb model export ./my-clip --out ./my-clip-int8 --int8 --calibrate-images ~/Pictures
     """
-    from assetdb.embedding.onnx_export import ExportError, export as run_export
+    from assetdb.embedding.onnx_export import ExportError
+    from assetdb.embedding.onnx_export import export as run_export
 
     if (calibrate_images or same_identity) and not int8:
         raise ExportError("--calibrate-images and --same-identity go with --int8")
