@@ -124,7 +124,7 @@ print(json.dumps(out))
 
 
 def test_catalogue_embedded_with_torch_is_searched_with_onnx_without_torch(
-        initialised, onnx_dir, encoder, tmp_path):
+        initialised, onnx_dir, encoder, tmp_path, monkeypatch):
     from assetdb.catalog.catalogue import Catalog
 
     for i in range(12):
@@ -142,6 +142,16 @@ def test_catalogue_embedded_with_torch_is_searched_with_onnx_without_torch(
     assert out["heavy"] == []  # neither torch nor transformers in the process
     assert out["search"] == torch_hits  # same top-10 through the other backend
     assert len(out["similar"]) == 10 and 1 not in out["similar"]
+    # The page and API load the same backend from ASSETDB_MODEL.
+    from fastapi.testclient import TestClient
+
+    from assetdb.api.app import create_app
+
+    monkeypatch.setenv("ASSETDB_MODEL", str(onnx_dir))
+    with TestClient(create_app(), base_url="http://127.0.0.1:8000") as client:
+        assert isinstance(client.app.state.encoder, OnnxClip)
+        hits = client.get("/api/search", params={"q": "a red circle", "limit": 10}).json()
+    assert [h["id"] for h in hits["results"]] == torch_hits
 
 
 def test_int8_is_its_own_model_unless_chosen(int8_dir, tiny_model_dir, encoder, initialised,
