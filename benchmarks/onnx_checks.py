@@ -148,9 +148,9 @@ def cli_times(exports: dict[str, Path], work: Path, runs: int) -> dict[str, Any]
     from assetdb.shipped import DEMO_MODEL_DIR
 
     home = work / "home"
-    home.mkdir()
-    home.chmod(0o711)
-    work.chmod(0o711)
+    home.mkdir(parents=True)
+    for folder in (work.parent, work, home):  # the server may run as another user
+        folder.chmod(0o711)
     os.environ["ASSETDB_HOME"] = str(home)
     torch_enc = load_encoder(str(DEMO_MODEL_DIR))
     sidecar = shapes.write_catalogue(work / "cat", 240, seed=99)
