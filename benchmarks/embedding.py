@@ -9,6 +9,7 @@ CPU-time account (decode per file size, model per image on 1 and on all threads)
 the best ratio this machine allows.
 
     python -m benchmarks.embedding --images 1000 --out benchmarks/results/embedding.json
+    python -m benchmarks.embedding --backends --images 320   # torch / ONNX / int8 / reference
 """
 
 from __future__ import annotations
@@ -222,7 +223,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--model", help="model directory (default: a random ViT-B/32, built once)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--backends", action="store_true",
+                    help="compare torch fp32, ONNX fp32, ONNX int8 and the reference pipeline "
+                         "in one run (benchmarks/embedding_backends.py)")
+    ap.add_argument("--decode-workers", type=int, default=2, help="with --backends")
+    ap.add_argument("--onnx-threads", type=int, default=0,
+                    help="with --backends: ONNX Runtime threads (0: one per core)")
+    ap.add_argument("--thread-images", type=int, default=64,
+                    help="with --backends: files for the thread-balance sweep (0: skip it)")
     args = ap.parse_args()
+    if args.backends:
+        from benchmarks.embedding_backends import run
+
+        os.environ["ASSETDB_BATCH_SIZE"] = str(args.batch)
+        run(args)
+        return
 
     os.environ["ASSETDB_BATCH_SIZE"] = str(args.batch)
     from assetdb.embedding.encoder import load_encoder

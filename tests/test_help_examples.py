@@ -36,6 +36,7 @@ SKIP = {
     "reembed --model": "needs another model than this machine has (tests/test_reembed.py)",
     "ask What is the capacity of this item? --image photo.jpg --llm llava":
         "needs a local Ollama model (tests/test_ask.py asks llm-echo and a test model)",
+    "model export": "converts a model with torch, seconds each (tests/test_onnx_backend.py)",
 }
 EXAMPLES = re.compile(r"^\s*Examples?( \(.*\))?:\s*$")
 

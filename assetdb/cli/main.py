@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("assetdb.cli.train_cmds", "finetune"),
     "eval": ("assetdb.cli.train_cmds", "evaluate"),
     "ocr": ("assetdb.cli.ocr_cmds", "ocr"),
+    "model": ("assetdb.cli.model_cmds", "model"),
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -63,6 +64,7 @@ SHORT_HELP: dict[str, str] = {
     "finetune": "Fine-tune a CLIP model on (image, caption) pairs.",
     "eval": "Zero-shot accuracy on class folders, or recall@K on pairs.",
     "ocr": "Read the text in catalogued images (OCR), for keyword search.",
+    "model": "Export a CLIP model to ONNX (int8 optional) for fast CPU use.",
 }
 
 

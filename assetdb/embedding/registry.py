@@ -40,14 +40,32 @@ def _sentence_transformers_clip() -> Backend:
     return Backend("sentence-transformers-clip", lambda _model: True, load)
 
 
+def _onnx_clip() -> Backend:
+    """Directories made by `assetdb model export` (they hold its manifest)."""
+
+    def claims(model: str) -> bool:
+        from assetdb.embedding.backends.onnx_clip import claims
+
+        return claims(model)
+
+    def load(model: str, device: str | None, batch_size: int) -> object:
+        from assetdb.embedding.backends.onnx_clip import OnnxClip
+
+        return OnnxClip(model, device=device, batch_size=batch_size)
+
+    return Backend("onnx-clip", claims, load)
+
+
 _REGISTRY: Registry[Backend] = Registry(ENTRY_POINT_GROUP, "model backend", ModelError)
 register = _REGISTRY.register  # from code (tests, notebooks); entry points need no call
 reload_plugins = _REGISTRY.reload_plugins
 
 
 def backends() -> list[Backend]:
-    """Every backend, in the order they are asked: registered, plugins, built-in."""
-    return [*_REGISTRY.registered, *_REGISTRY.plugins(), _sentence_transformers_clip()]
+    """Every backend, in the order they are asked: registered, plugins, built-in (the ONNX
+    one claims only its own exports; sentence-transformers everything else)."""
+    return [*_REGISTRY.registered, *_REGISTRY.plugins(), _onnx_clip(),
+            _sentence_transformers_clip()]
 
 
 def backend_for(model: str) -> Backend:
