@@ -80,7 +80,7 @@ def test_the_list_is_what_the_cli_and_api_offer(initialised, encoder):
         browse = {p["name"] for p in spec["/api/assets"]["get"]["parameters"]}
         search = {p["name"] for p in spec["/api/search"]["get"]["parameters"]}
         assert browse == {s.param for s in FILTERS} | {"offset", "limit"}
-        assert search == browse | {"q", "min_similarity"}
+        assert search == browse | {"q", "min_similarity", "mode"}  # mode: issue 16
         panel = [f["param"] for f in client.get("/api/filters").json() if f["page"]]
         assert panel == ["kind", "tag", "any_tag", "meta", "captured_after", "captured_before"]
 

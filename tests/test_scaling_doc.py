@@ -85,7 +85,8 @@ def test_searches_run_unchanged_on_a_table_partitioned_by_kind(partitioned, sett
             conn.execute(f"SET enable_{path} = off")
         plan = "\n".join(r[0] for r in conn.execute(
             "EXPLAIN (COSTS OFF) SELECT id FROM assets WHERE kind IN ('animation') "
-            "AND status = 'ready' ORDER BY embedding <=> %s::vector LIMIT 10",
+            f"AND status = 'ready' ORDER BY embedding::halfvec({len(q)}) "
+            f"<=> %s::vector::halfvec({len(q)}) LIMIT 10",  # the index's expression (0006)
             (str(q.tolist()),)))
     assert "assets_animation_embedding" in plan, plan  # that partition's own graph ...
     assert "assets_image" not in plan and "assets_other" not in plan, plan  # ... alone

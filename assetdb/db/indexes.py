@@ -144,7 +144,7 @@ def build_plan(rows: int, dim: int, *, memory: int | None = None, cpus: int | No
         f"the HNSW graph of {rows:,} rows needs about {need // 2**20:,} MB but at most "
         f"{mem // 2**20:,} MB ({max_fraction:.0%} of memory) is given to the build: it will "
         "spill to disk and take several times longer. Build it on a machine with more "
-        "memory, or raise the share with ASSETDB_INDEX_BUILD_MEMORY.")
+        "memory.")
     return BuildPlan(rows, need // 2**20, mem // 2**20, workers, fits, note)
 
 

@@ -86,3 +86,10 @@ class NumpyVector(VectorType):
             return np.asarray(parent(value), dtype=np.float32)
 
         return process
+
+
+def vector_text(vector: np.ndarray) -> str:
+    """pgvector's text form, '[0.1,-0.2,...]': shortest digits that round-trip float32."""
+    values = np.asarray(vector, dtype=np.float32)
+    return "[" + ",".join(np.format_float_positional(v, unique=True, trim="-")
+                          for v in values) + "]"

@@ -23,14 +23,14 @@ from sqlalchemy import Connection, text
 
 from assetdb.config import Settings
 from assetdb.db import schema
-from assetdb.db.engine import connect
+from assetdb.db.engine import connect_read
+from assetdb.db.vectors import vector_text
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import FilterError
 from assetdb.search import keyword
 from assetdb.search.filters import Filters, check_min_similarity
 from assetdb.search.query import Hit, _classifications
 from assetdb.search.searches import _check_k, _nearest
-from assetdb.sqlsurface.vectors import vector_text
 
 MODES = ("hybrid", "semantic", "keyword")
 DEFAULT_MODE = "hybrid"
@@ -111,7 +111,7 @@ def search(
             raise ValueError(f"a {mode} search needs the encoder")
         vector = encoder.encode_texts([query])[0]
     warnings: list[str] = []
-    with connect(settings) as conn:
+    with connect_read(settings) as conn:  # a replica when one is set (docs/scaling.md)
         meta = schema.require_meta(conn)
         if encoder is not None and mode != "keyword":
             schema.check_model(meta, encoder.name, encoder.dimension,

@@ -9,6 +9,7 @@ import numpy as np
 from assetdb.config import Settings
 from assetdb.db import schema
 from assetdb.db.engine import connect
+from assetdb.db.vectors import vector_text  # noqa: F401 - the one text form, re-exported
 from assetdb.embedding.encoder import Encoder
 from assetdb.sqlsurface.concepts import checked_templates, concept_vector
 
@@ -24,11 +25,6 @@ def embed_text(
     return concept_vector(encoder, text, templates)
 
 
-def vector_text(vector: np.ndarray) -> str:
-    """pgvector's text form, '[0.1,-0.2,...]': shortest digits that round-trip float32."""
-    values = np.asarray(vector, dtype=np.float32)
-    return "[" + ",".join(np.format_float_positional(v, unique=True, trim="-")
-                          for v in values) + "]"
 
 
 def sql_literal(vector: np.ndarray) -> str:
