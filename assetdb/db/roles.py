@@ -38,7 +38,12 @@ def reader_passfile(home: Path) -> Path:
 
 def product_tables() -> list[str]:
     """The tables the migrations create (the SQLAlchemy models name each one)."""
-    from assetdb.db import classify_models, concept_models, worker_models  # noqa: F401
+    from assetdb.db import (  # noqa: F401
+        classify_models,
+        concept_models,
+        duplicate_models,
+        worker_models,
+    )
     from assetdb.db.models import Base
 
     return sorted(Base.metadata.tables)

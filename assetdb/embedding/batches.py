@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +28,9 @@ from assetdb.files import open_no_symlinks
 from assetdb.kinds.registry import kind_for_file
 
 Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
+# Called in the decode thread with each decoded image, before it is shrunk for the model
+# (perceptual hashes are made here, from the one decode ingest does anyway).
+OnDecoded = Callable[[Path, Image.Image], None]
 Expected = tuple[str | None, int | None]  # (sha256, size) recorded for the file
 CHANGED = "the file changed after it was hashed"
 
@@ -48,11 +51,23 @@ def _read(path: Path, expected: Expected | None) -> bytes:
 
 
 def _load(path: Path, min_size: int, edge: int | None, resample: int,
-          expected: Expected | None = None) -> Image.Image | str:
+          expected: Expected | None = None, on_decoded: OnDecoded | None = None,
+          ) -> Image.Image | str:
+    decoded = decode_file(path, min_size, expected)
+    if isinstance(decoded, str):
+        return decoded
+    if on_decoded is not None:
+        on_decoded(path, decoded)
+    return fit_shortest_edge(decoded, edge, resample)
+
+
+def decode_file(path: Path, min_size: int,
+                expected: Expected | None = None) -> Image.Image | str:
+    """Read and decode one file by its kind (RGB, JPEGs drafted to >= min_size a side);
+    a string says why it could not be."""
     try:
         data = _read(path, expected)
-        decoded = kind_for_file(path).decode(io.BytesIO(data), min_size)
-        return fit_shortest_edge(decoded, edge, resample)
+        return kind_for_file(path).decode(io.BytesIO(data), min_size)
     except ImageError as exc:
         return str(exc)
     except FileNotFoundError:
@@ -82,19 +97,23 @@ def _encode_batch(encoder: Encoder, images: list[Image.Image]) -> list[np.ndarra
 def embed_paths(
     encoder: Encoder, paths: Sequence[Path], batch_size: int = 32, workers: int = 2,
     expected: Mapping[Path, Expected] | None = None,
+    on_decoded: OnDecoded | None = None, min_decode_size: int = 0,
 ) -> Iterator[list[Result]]:
     """Yield one list of results per batch, in input order. `expected` maps a path to
-    the (sha256, size) on its row: a file that no longer matches fails with CHANGED."""
+    the (sha256, size) on its row: a file that no longer matches fails with CHANGED.
+    `on_decoded(path, image)` sees each full decode (it must not raise); JPEGs are then
+    decoded to no less than `min_decode_size` a side (or the model's size, if larger)."""
     expected = expected or {}
     batches = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     # Encoders whose preprocessing does not say how it resizes get full-size images.
     spec = encoder.preprocess
     min_size, edge, resample = spec.image_size, spec.resize_shortest_edge, spec.resample
+    min_size = max(min_size, min_decode_size)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
         def submit(batch: list[Path]) -> list[Future[Image.Image | str]]:
-            return [pool.submit(_load, p, min_size, edge, resample, expected.get(p))
-                    for p in batch]
+            return [pool.submit(_load, p, min_size, edge, resample, expected.get(p),
+                                on_decoded) for p in batch]
 
         ahead = submit(batches[0]) if batches else []
         for i, batch in enumerate(batches):
