@@ -76,7 +76,11 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
             line += f"; {_skipped_summary(report.skipped_files)}"
         if report.metadata_unmatched:
             line += f"; {report.metadata_unmatched} metadata entries matched no file"
+        if report.near_duplicates:
+            line += (f"; {len(report.near_duplicates)} near-duplicates of older assets "
+                     "(assetdb duplicates)")
         click.echo(line)
+        _echo_near_duplicates(report.near_duplicates)
     if report.failed:
         raise SystemExit(1)
 
@@ -102,6 +106,16 @@ def _refuse_if_nothing_exists(paths: tuple[str, ...], recursive: bool) -> None:
 
 
 SHOW_SKIPPED = 20  # a folder of photos and their sidecar files would flood the terminal
+
+
+def _echo_near_duplicates(found: list[dict[str, object]]) -> None:
+    for dup in found[:SHOW_SKIPPED]:
+        click.echo(f"near-duplicate: {dup['uri']} (id {dup['id']}) looks like id "
+                   f"{dup['duplicate_of']} {dup['duplicate_of_uri']} "
+                   f"(similarity {float(dup['similarity']):.2f})", err=True)  # type: ignore[arg-type]
+    if len(found) > SHOW_SKIPPED:
+        click.echo(f"near-duplicate: ... {len(found) - SHOW_SKIPPED} more (--json lists them "
+                   "all)", err=True)
 
 
 def _echo_skipped(skipped: list[dict[str, str]]) -> None:

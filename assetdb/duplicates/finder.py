@@ -118,6 +118,7 @@ class DuplicatesReport:
     hashed: int = 0  # hashed by this run's backfill
     hash_failures: list[dict[str, str]] = field(default_factory=list)
     scanned: int = 0  # assets whose neighbours this run looked up (the rest were kept)
+    unscanned: int = 0  # in scope, neighbours not looked up yet (scan=False)
     pairs: int = 0  # confirmed pairs
     groups: list[Group] = field(default_factory=list)
     tagged: int = 0
@@ -295,11 +296,13 @@ def find_duplicates(
     hide: bool = False,
     unhide: bool = False,
     save: bool = True,
+    scan: bool = True,
     progress: Progress | None = None,
 ) -> DuplicatesReport:
     """Groups of near-duplicates among the assets that pass the filters (hidden ones
     included), and the actions asked for. `save` keeps the groups for
-    assetdb_duplicates() (a read-only caller, the API, passes False and no action)."""
+    assetdb_duplicates(). scan=False (the API: a request must stay short) uses only the
+    neighbours stored by earlier runs and the hash bands; `unscanned` counts the rest."""
     check_threshold(threshold)
     check_neighbours(neighbours)
     tag, untag = check_tag(tag), check_tag(untag)
@@ -315,10 +318,12 @@ def find_duplicates(
         model = schema.require_meta(conn)["model"]
     if backfill_hashes and not semantic:
         backfill(settings, filters, model, report, progress)
-    _scan(settings, filters, model, neighbours, report, progress)
+    if scan:
+        _scan(settings, filters, model, neighbours, report, progress)
     with connect(settings) as conn:
         report.assets = store.make_scope(conn, _scope_select(filters, model))
         report.unhashed = len(store.unhashed(conn))
+        report.unscanned = len(store.to_scan(conn))
         if unhide:
             report.unhidden = store.unhide(conn)
         if untag:
