@@ -131,6 +131,15 @@ def test_groups_keeper_largest_then_oldest_and_similarity_to_keeper(catalogue):
                    for m in g["members"][1:])
     assert out["rule"] == "hash" and out["threshold"] == 0.8 and out["duplicates"] == 5
 
+    result = run_cli("duplicates", "--csv")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("group_id,asset_id,keeper,similarity")
+    assert len(lines) == 1 + 7
+    table = run_cli("duplicates", "--kind", "image")
+    assert "2 groups, 5 duplicates among 8 assets" in table.stdout
+    assert "keep" in table.stdout
+
 
 def test_a_strict_threshold_separates_and_semantic_mode_uses_vectors(catalogue):
     strict = _groups("--threshold", "1.0")
@@ -143,14 +152,19 @@ def test_a_strict_threshold_separates_and_semantic_mode_uses_vectors(catalogue):
     assert sum(len(g["members"]) for g in everything["groups"]) >= 2
 
 
+NOWHERE = "postgresql://nobody@127.0.0.1:9/none"  # answered before any connection
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
-def test_threshold_outside_0_1_is_refused(initialised, value):
+def test_threshold_outside_0_1_is_refused(monkeypatch, value):
+    monkeypatch.setenv("ASSETDB_DATABASE_URL", NOWHERE)
     result = run_cli("duplicates", "--threshold", value)
     assert result.exit_code != 0
     assert "between 0 and 1" in result.output
 
 
-def test_bad_options_are_refused_before_any_work(initialised):
+def test_bad_options_are_refused_before_any_work(monkeypatch):
+    monkeypatch.setenv("ASSETDB_DATABASE_URL", NOWHERE)
     for args, message in ((["--hide", "--unhide"], "exclude each other"),
                           (["--json", "--csv"], "exclude each other"),
                           (["--neighbours", "0"], "between 1 and 100"),
@@ -188,6 +202,13 @@ def test_tag_and_hide_are_reversible_and_keepers_stay(catalogue, initialised):
     assert again["duplicates"] == 5
     assert all(m["hidden_as_duplicate"] for g in again["groups"] for m in g["members"]
                if not m["keeper"])
+    # New moderation results (a rule that flags nothing) do not show a hidden duplicate.
+    from assetdb.classify.store import write_moderation
+
+    with connect(initialised) as conn:
+        write_moderation(conn, [catalogue["a-half"]], [{"gore": {
+            "score": 0.1, "flagged": False, "action": "hide"}}])
+    assert get_asset(initialised, catalogue["a-half"]).hidden
 
     undone = _groups("--unhide", "--untag", "duplicate")
     assert undone["unhidden"] == 5 and undone["untagged"] == 5
@@ -195,17 +216,6 @@ def test_tag_and_hide_are_reversible_and_keepers_stay(catalogue, initialised):
         asset = get_asset(initialised, i)
         assert "duplicate" not in asset.tags and not asset.hidden
     assert _search_ids(initialised, catalogue["c"]) == before
-
-
-def test_moderation_results_do_not_show_a_hidden_duplicate(catalogue, initialised):
-    from assetdb.classify.store import write_moderation
-
-    _groups("--hide")
-    hidden = catalogue["a-half"]
-    with connect(initialised) as conn:  # a rule that does not flag it
-        write_moderation(conn, [hidden], [{"gore": {"score": 0.1, "flagged": False,
-                                                    "action": "hide"}}])
-    assert get_asset(initialised, hidden).hidden
 
 
 def test_backfill_hashes_older_assets_and_no_backfill_reports_them(catalogue, initialised):
@@ -244,21 +254,13 @@ def test_neighbour_scan_is_kept_and_resumes_with_new_assets(catalogue, initialis
     assert _groups("--neighbours", "5")["scanned"] == 9  # another breadth: looked up again
 
 
-def test_csv_and_table_output(catalogue):
-    result = run_cli("duplicates", "--csv")
-    assert result.exit_code == 0
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("group_id,asset_id,keeper,similarity")
-    assert len(lines) == 1 + 7
-    table = run_cli("duplicates", "--kind", "image")
-    assert "2 groups, 5 duplicates among 8 assets" in table.stdout
-    assert "keep" in table.stdout
-
-
-def test_sql_functions_for_analysts_as_the_read_only_role(catalogue, initialised):
+def test_api_lists_groups_and_an_authorised_user_marks_a_keeper(catalogue, initialised,
+                                                                encoder):
     from assetdb.sqlsurface.readonly import run_readonly
 
-    _groups()
+    cfg = ApiConfig(token="s3cret", max_upload_bytes=2**20, max_results=500)
+    _groups()  # the CLI stores the neighbour scan the API reads, and the groups
+    # The SQL functions, as analysts' read-only role.
     groups = run_readonly(initialised, "SELECT group_id, asset_id, is_keeper "
                                        "FROM assetdb_duplicates()")
     assert {r[1] for r in groups.rows} == set(catalogue[n] for n in (
@@ -267,12 +269,6 @@ def test_sql_functions_for_analysts_as_the_read_only_role(catalogue, initialised
     near = run_readonly(initialised, f"SELECT asset_id FROM assetdb_near_duplicates("
                                      f"{catalogue['a']})")
     assert {r[0] for r in near.rows} == {catalogue[n] for n in ("a-half", "a-q40", "a-png")}
-
-
-def test_api_lists_groups_and_an_authorised_user_marks_a_keeper(catalogue, initialised,
-                                                                encoder):
-    cfg = ApiConfig(token="s3cret", max_upload_bytes=2**20, max_results=500)
-    _groups()  # the CLI stores the neighbour scan the API reads
     with TestClient(create_app(initialised, encoder, cfg), base_url=BASE_URL) as c:
         body = c.get("/api/duplicates").json()
         assert body["duplicates"] == 5 and body["unscanned"] == 0
