@@ -290,3 +290,16 @@ def test_api_lists_groups_and_an_authorised_user_marks_a_keeper(catalogue, initi
         assert page.status_code == 200 and "duplicates.js" in page.text
     # The CLI follows the mark too.
     assert target in {g["keeper_id"] for g in _groups()["groups"]}
+
+
+def test_workers_hash_what_they_embed(initialised, tmp_path):
+    for seed in (11, 12):
+        photo(tmp_path / "queued" / f"p{seed}.jpg", seed)
+    assert run_cli("ingest", str(tmp_path / "queued"), "--no-embed").exit_code == 0
+    result = run_cli("worker", "--once")
+    assert result.exit_code == 0, result.output
+    with connect(initialised) as conn:
+        hashed = conn.execute(text(
+            "SELECT count(*) FROM asset_hashes h JOIN assets a ON a.id = h.asset_id "
+            "AND a.sha256 = h.sha256 WHERE a.status = 'ready'")).scalar_one()
+    assert hashed == 2

@@ -98,8 +98,14 @@ _NEIGHBOURS = """
 
 
 def _search_breadth(conn: Connection, k: int) -> None:
+    """For this transaction: walk the HNSW index k-wide. In a LATERAL join the planner
+    costs a sequential scan and a sort per asset below the index walk on tables up to
+    ~10^5 rows (measured: 23 ms an asset at 10,000 rows, against 6 ms through the index,
+    and growing with the table), so plain scans and sorts are ruled out here."""
     conn.execute(text("SELECT set_config('hnsw.ef_search', :v, true), "
-                      "set_config('hnsw.iterative_scan', 'relaxed_order', true)"),
+                      "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                      "set_config('enable_seqscan', 'off', true), "
+                      "set_config('enable_sort', 'off', true)"),
                  {"v": str(min(1000, max(40, 2 * k)))})
 
 

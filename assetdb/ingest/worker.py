@@ -34,6 +34,8 @@ from assetdb.classify.auto import apply_auto_classification
 from assetdb.config import Settings, env_float, env_int
 from assetdb.db import schema
 from assetdb.db.engine import connect, retry_database
+from assetdb.duplicates.hashing import HASH_EDGE, HashCollector, collector_or_none
+from assetdb.duplicates.store import store_hashes
 from assetdb.embedding.batches import embed_paths
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ConfigError
@@ -306,13 +308,22 @@ class Worker:
         # The file must still hold the content registered on its row (sha256, size).
         expected = {Path(uri): (sha, size) for _, uri, sha, size in claimed}
         unwritten = {i for i, _, _, _ in claimed}
+        # Perceptual hashes from the same decode (assetdb duplicates); none without imagehash.
+        hashes = collector_or_none()
         try:
             for batch in embed_paths(encoder, list(by_path), batch_size=self.options.batch_size,
-                                     workers=self.settings.decode_workers, expected=expected):
+                                     workers=self.settings.decode_workers, expected=expected,
+                                     on_decoded=hashes,
+                                     min_decode_size=HASH_EDGE if hashes else 0):
                 results = [(by_path[p], v, e) for p, v, e in batch]
                 self.report.encoded += sum(v is not None for _, v, _ in results)
                 if not self._db(self._write, encoder, results):
                     break
+                if isinstance(hashes, HashCollector):
+                    done = [(str(p), expected[p][0], hashes.hashes.pop(p)) for p, v, _ in batch
+                            if v is not None and p in hashes.hashes and expected[p][0]]
+                    with connect(self.settings) as conn:
+                        store_hashes(conn, done)  # type: ignore[arg-type]
                 unwritten -= {i for i, _, _ in results}
                 if self.on_batch:
                     self.on_batch(self.report)
