@@ -236,9 +236,10 @@ def timing(args: argparse.Namespace) -> list[dict[str, Any]]:
             rng = np.random.default_rng(0)
             vectors = rng.standard_normal((rows, args.dim)).astype(np.float32)
             hashes = rng.integers(-(2**63), 2**63 - 1, size=rows, dtype=np.int64)
-            copies = rng.choice(rows, size=rows // 10, replace=False)
+            # Copies of even-numbered originals only, so no copy's source is a copy too.
+            copies = rng.choice(np.arange(1, rows, 2), size=rows // 10, replace=False)
             for i in copies:  # a near copy of the previous asset
-                j = (i - 1) % rows
+                j = i - 1
                 vectors[i] = vectors[j] + 0.05 * rng.standard_normal(args.dim)
                 flip = 0
                 for b in rng.choice(64, size=3, replace=False):

@@ -151,22 +151,30 @@ def hash_pairs(conn: Connection, max_bits: int, bands: bool = True
                ) -> list[tuple[int, int, int]]:
     """(low, high, distance) of assets in scope whose hashes lie within max_bits,
     among the stored vector neighbours and (bands=True) the pairs sharing a band."""
+    # The scope's current hashes go to an analysed temporary table: as a CTE, the join on
+    # (id, sha256) is estimated at one row, and the band self-joins become nested loops
+    # (100 s at 10,000 assets, against a fraction of a second with hash joins).
+    conn.execute(text(f"CREATE TEMPORARY TABLE scoped_hashes ON COMMIT DROP AS "
+                      f"{_SCOPED_HASHES}"))
+    conn.execute(text("ALTER TABLE scoped_hashes ADD PRIMARY KEY (asset_id)"))
+    conn.execute(text("ANALYZE scoped_hashes"))
     band_joins = " UNION ".join(
-        f"SELECT x.asset_id, y.asset_id FROM f x JOIN f y "
+        f"SELECT x.asset_id, y.asset_id FROM scoped_hashes x JOIN scoped_hashes y "
         f"ON y.band{b} = x.band{b} AND x.asset_id < y.asset_id" for b in range(4))
     rows = conn.execute(text(
         f"""
-        WITH f AS MATERIALIZED ({_SCOPED_HASHES}),
-        cand (low, high) AS (
+        WITH cand (low, high) AS (
             SELECT n.low, n.high FROM duplicate_neighbours n
             {"UNION " + band_joins if bands else ""}
         )
         SELECT c.low, c.high, d.distance
-        FROM cand c JOIN f x ON x.asset_id = c.low JOIN f y ON y.asset_id = c.high
+        FROM cand c JOIN scoped_hashes x ON x.asset_id = c.low
+        JOIN scoped_hashes y ON y.asset_id = c.high
         CROSS JOIN LATERAL (
             SELECT {DISTANCE.format(x="x", y="y")} AS distance) d
         WHERE d.distance <= :bits
         """), {"bits": max_bits}).all()
+    conn.execute(text("DROP TABLE scoped_hashes"))
     return [(r.low, r.high, r.distance) for r in rows]
 
 
