@@ -303,3 +303,13 @@ def test_workers_hash_what_they_embed(initialised, tmp_path):
             "SELECT count(*) FROM asset_hashes h JOIN assets a ON a.id = h.asset_id "
             "AND a.sha256 = h.sha256 WHERE a.status = 'ready'")).scalar_one()
     assert hashed == 2
+
+
+def test_assets_moderation_hides_stay_out_unless_asked_for(catalogue, initialised):
+    with connect(initialised) as conn:  # as a moderation 'hide' rule would leave it
+        conn.execute(text("UPDATE assets SET hidden = true WHERE id = :i"),
+                     {"i": catalogue["b-crop"]})
+    ids = {m["id"] for g in _groups()["groups"] for m in g["members"]}
+    assert catalogue["b-crop"] not in ids and catalogue["b-bright"] in ids
+    wide = {m["id"] for g in _groups("--include-hidden")["groups"] for m in g["members"]}
+    assert catalogue["b-crop"] in wide

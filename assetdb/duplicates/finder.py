@@ -24,10 +24,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, exists, or_, select, text
 
 from assetdb.config import Settings
 from assetdb.db import schema
+from assetdb.db.duplicate_models import DuplicateHide
 from assetdb.db.engine import connect
 from assetdb.duplicates import store
 from assetdb.duplicates.hashing import (
@@ -182,8 +183,15 @@ def _ts(when: datetime | None) -> float:
 
 
 def _scope_select(filters: Filters, model: str) -> Any:  # noqa: ANN401 - a Select
-    # Hidden assets take part: a group hidden by --hide must still be found to --unhide.
-    return select(A.id).where(*where_clauses(filters.replace(include_hidden=True), model))
+    """The assets a run looks at. Those --hide hid take part (a group must still be found
+    to --unhide it); those a moderation policy hides only with include_hidden, as in
+    searches (the page must not show them)."""
+    clauses = where_clauses(filters.replace(include_hidden=True), model)
+    if not filters.include_hidden:
+        hid = DuplicateHide.__table__.c
+        clauses.append(or_(A.hidden.is_(False),
+                           exists(select(hid.asset_id).where(hid.asset_id == A.id))))
+    return select(A.id).where(*clauses)
 
 
 def _hash_one(row: tuple[int, str, str, int]) -> tuple[int, str, ImageHashes | str]:
@@ -299,10 +307,11 @@ def find_duplicates(
     scan: bool = True,
     progress: Progress | None = None,
 ) -> DuplicatesReport:
-    """Groups of near-duplicates among the assets that pass the filters (hidden ones
-    included), and the actions asked for. `save` keeps the groups for
-    assetdb_duplicates(). scan=False (the API: a request must stay short) uses only the
-    neighbours stored by earlier runs and the hash bands; `unscanned` counts the rest."""
+    """Groups of near-duplicates among the assets that pass the filters (those --hide hid
+    included; those moderation hides only with include_hidden), and the actions asked
+    for. `save` keeps the groups for assetdb_duplicates(). scan=False (the API: a
+    request must stay short) uses only the neighbours stored by earlier runs and the
+    hash bands; `unscanned` counts the rest."""
     check_threshold(threshold)
     check_neighbours(neighbours)
     tag, untag = check_tag(tag), check_tag(untag)
