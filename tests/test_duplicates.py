@@ -313,3 +313,34 @@ def test_assets_moderation_hides_stay_out_unless_asked_for(catalogue, initialise
     assert catalogue["b-crop"] not in ids and catalogue["b-bright"] in ids
     wide = {m["id"] for g in _groups("--include-hidden")["groups"] for m in g["members"]}
     assert catalogue["b-crop"] in wide
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
+                    reason="Chromium is absent: apt-get install chromium")
+def test_page_shows_groups_side_by_side_and_marks_a_keeper_in_chromium(catalogue, initialised,
+                                                                        encoder):
+    from playwright.sync_api import sync_playwright
+
+    from tests.api_support import running_server
+    from tests.test_browser import ARGS, CHROMIUM
+
+    _groups()
+    app = create_app(initialised, encoder, ApiConfig(token="s3cret", max_upload_bytes=2**20,
+                                                     max_results=500))
+    target = catalogue["b-bright"]
+    with running_server(app) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page()
+        page.goto(base + "/duplicates")
+        page.wait_for_selector(".dup-group")
+        assert page.locator(".dup-group").count() == 2
+        assert page.locator(".dup-member").count() == 7
+        assert page.locator(".dup-member.keeper").count() == 2
+        card = page.locator(f'.dup-member[data-id="{target}"]')
+        assert "×" in card.inner_text() and "KB" in card.inner_text()
+        page.fill("#token", "s3cret")
+        card.locator("button.mark").click()
+        page.wait_for_selector(f'.dup-member.keeper[data-id="{target}"]')
+        assert "keeper (marked)" in page.locator(
+            f'.dup-member[data-id="{target}"]').inner_text()
+        browser.close()
