@@ -38,6 +38,15 @@ class _Bars:
             self.bar = None
 
 
+class _DuplicatesCommand(FilteredCommand):
+    """`--tag TAG` is this command's action (tag the duplicates), so the tag filter of the
+    same name is left out here; filter by a tag with --any-tag TAG."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        return [p for p in params if p.name != "tags_all"]
+
+
 def _rows(report: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - DuplicatesReport
     return [{"group_id": g.keeper_id, "asset_id": m.id, "keeper": m.keeper,
              "similarity": m.similarity, "distance": m.distance, "width": m.width,
@@ -60,7 +69,7 @@ def _summary(report: Any) -> str:  # noqa: ANN401
     return line
 
 
-@click.command(cls=FilteredCommand)
+@click.command(cls=_DuplicatesCommand)
 @filter_options
 @click.option("--threshold", type=float, metavar="T",
               help="Similarity from 0 to 1 at which two assets count as duplicates: of "
@@ -93,7 +102,7 @@ def duplicates(threshold: float | None, semantic: bool, neighbours: int, tag: st
     with --semantic, when its vectors are. Each group's keeper is the asset marked on the
     page, else the largest in pixels, then the oldest. Older assets without a hash are
     hashed first. Files are never deleted; --hide and --tag are undone by --unhide and
-    --untag.
+    --untag. Here --tag names the tag to add; filter by a tag with --any-tag.
 
     \b
     Examples:
