@@ -84,12 +84,19 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    from assetdb.api import routes_ask, routes_assets, routes_classify, routes_search
+    from assetdb.api import (
+        routes_ask,
+        routes_assets,
+        routes_classify,
+        routes_duplicates,
+        routes_search,
+    )
 
     app.include_router(routes_search.router)
     app.include_router(routes_assets.router)
     app.include_router(routes_classify.router)
     app.include_router(routes_ask.router)
+    app.include_router(routes_duplicates.router)
 
     @app.get("/api/info", tags=["meta"], summary="Model and limits")
     def info(encoder: EncoderDep, cfg: ConfigDep) -> dict[str, object]:
@@ -114,6 +121,7 @@ def create_app(
 
     app.get("/", include_in_schema=False)(page("index.html"))
     app.get("/docs", include_in_schema=False)(page("docs.html"))
+    app.get("/duplicates", include_in_schema=False)(page("duplicates.html"))
     # StaticFiles resolves paths inside STATIC only (no .. or absolute escapes).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # The last added runs first: Host check, then the token (reads), then the body limit.

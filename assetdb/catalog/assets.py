@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select, update
 
 from assetdb.config import Settings
 from assetdb.db import schema
+from assetdb.db.duplicate_models import AssetDuplicateOf
 from assetdb.db.engine import connect, connect_read
 from assetdb.db.models import Asset
 from assetdb.errors import AssetdbError, FilterError
@@ -25,6 +26,7 @@ from assetdb.search.filters import Filters
 from assetdb.search.query import where_clauses
 
 A = Asset.__table__.c
+DuplicateOf = AssetDuplicateOf.__table__.c
 log = logging.getLogger(__name__)
 MAX_TITLE = 500
 MAX_DESCRIPTION = 10_000
@@ -58,6 +60,8 @@ class AssetDetail:
     embedding_model: str | None
     embedded_at: datetime | None
     hidden: bool
+    # The older asset this one near-duplicates, as ingest found it (assetdb duplicates).
+    duplicate_of: int | None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +71,8 @@ _DETAIL_COLUMNS = (
     A.id, A.uri, A.sha256, A.kind, A.mime, A.width, A.height, A.bytes, A.title, A.description,
     A.tags, A.metadata, A.captured_at, A.created_at, A.updated_at, A.status, A.error,
     A.embedding_model, A.embedded_at, A.hidden,
+    select(DuplicateOf.duplicate_of).where(DuplicateOf.asset_id == A.id)
+    .scalar_subquery().label("duplicate_of"),
 )
 
 
@@ -77,7 +83,7 @@ def _detail(row: Any) -> AssetDetail:
         description=row.description, tags=list(row.tags or []), metadata=dict(row.metadata or {}),
         captured_at=row.captured_at, created_at=row.created_at, updated_at=row.updated_at,
         status=row.status, error=row.error, embedding_model=row.embedding_model,
-        embedded_at=row.embedded_at, hidden=bool(row.hidden),
+        embedded_at=row.embedded_at, hidden=bool(row.hidden), duplicate_of=row.duplicate_of,
     )
 
 

@@ -130,6 +130,19 @@ class Catalog:
 
         return export(self.settings, filters, fmt, out, **options)
 
+    def duplicates(self, **options: Any) -> Any:
+        """Groups of near-duplicates, with keepers; tag, hide or unhide the rest
+        (assetdb.duplicates.finder.find_duplicates). No model needed."""
+        from assetdb.duplicates.finder import find_duplicates
+
+        return find_duplicates(self.settings, **options)
+
+    def mark_keeper(self, asset_id: int, keep: bool = True) -> Any:
+        """Mark (or unmark) an asset as its group's keeper (the page, the API)."""
+        from assetdb.duplicates.keepers import mark_keeper
+
+        return mark_keeper(self.settings, asset_id, keep)
+
     def reembed(self, encoder: Encoder, **options: Any) -> Any:
         """Re-embed in place, or move to another model with one atomic switch."""
         from assetdb.ingest.model_switch import reembed

@@ -191,8 +191,9 @@ _WRITE_LABELS = text(
 )
 
 # New rule results replace stored ones of the same rule name. An asset is hidden while
-# any stored result says flagged with action 'hide'; assets rows are written only where
-# hidden changes (each write of an assets row costs an HNSW index insertion).
+# any stored result says flagged with action 'hide' (or `duplicates --hide` hid it);
+# assets rows are written only where hidden changes (each write of an assets row costs an
+# HNSW index insertion).
 _WRITE_MODERATION = text(
     """
     WITH up AS (
@@ -206,6 +207,8 @@ _WRITE_MODERATION = text(
         SELECT asset_id, EXISTS (
             SELECT 1 FROM jsonb_each(moderation) AS e
             WHERE e.value @> '{"flagged": true, "action": "hide"}'
+        ) OR EXISTS (  -- hidden as a near-duplicate (assetdb duplicates --hide)
+            SELECT 1 FROM duplicate_hides d WHERE d.asset_id = up.asset_id
         ) AS hide
         FROM up
     )

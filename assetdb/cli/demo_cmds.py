@@ -82,6 +82,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     rule, stars_flagged, stars, others_flagged = walkthrough.moderation(encoder, held_out)
     log("Ingesting a short video of shape scenes ...")
     video = walkthrough.video_search(settings, encoder)
+    dups = walkthrough.near_duplicates(settings, encoder)
     env = (f"export ASSETDB_HOME={shlex.quote(str(settings.home))} "
            f"ASSETDB_MODEL={shlex.quote(settings.model)}")
     if as_json:
@@ -98,6 +99,10 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
                            "flagged_others": others_flagged,
                            "other_images": len(held_out) - stars},
             "video": None if video is None else {**video.__dict__, "correct": video.correct},
+            "near_duplicates": {"source": dups.source, "copies": dups.copies,
+                                "reported_at_ingest": dups.reported_at_ingest,
+                                "group": dups.group.as_dict() if dups.group else None,
+                                "groups": dups.groups, "command": dups.command},
             "environment": env, "stop": stop_command,
         })
         return
@@ -134,6 +139,15 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
         click.echo(f"   $ {video.command}")
         click.echo(f"   {'✓' if video.correct else '✗'} {video.video} {at} (the scene runs "
                    f"{_clock(video.scene[0])}-{_clock(video.scene[1])})")
+    click.echo(f"\n{n + 6}. Near-duplicates: {dups.source} copied at {' and '.join(dups.copies)}"
+               + (f"; ingest reported {dups.reported_at_ingest} near-duplicates"
+                  if dups.reported_at_ingest else ""))
+    click.echo(f"   $ {dups.command}")
+    for m in dups.group.members if dups.group else []:
+        mark = "keeper" if m.keeper else f"{m.similarity:.3f}"
+        click.echo(f"   {mark:>6}  #{m.id:<4} {m.width}x{m.height}  {m.bytes} bytes  "
+                   f"{m.uri.rsplit('/', 1)[-1]}")
+    click.echo(f"   {dups.groups} group(s) in the catalogue at this threshold")
     click.echo(f"""
 Try next (in this shell):
   {env}
@@ -144,7 +158,8 @@ Try next (in this shell):
 {similar.hits[0].id if similar.hits else 1} --context-only
   assetdb eval --folder {shlex.quote(str(walkthrough.held_out_folder(settings)))} \
 --template 'a photo of a {{}}.' --template 'a {{}}'
-  assetdb serve                      # the web page and HTTP API
+  assetdb serve                      # the web page and HTTP API (/duplicates too)
+  {dups.command} --json
   assetdb sql "SELECT title, metadata->>'shape' AS shape FROM assets LIMIT 5"
 
 The demo's database server keeps running; stop it with:

@@ -105,7 +105,11 @@ def ingest(paths: tuple[str, ...], recursive: bool, metadata_file: Path | None,
             line += f"; {report.metadata_unmatched} metadata entries matched no file"
         if report.index_built_after_load:
             line += f"; vector index built once after loading ({report.index_build_seconds} s)"
+        if report.near_duplicates:
+            line += (f"; {len(report.near_duplicates)} near-duplicates of older assets "
+                     "(assetdb duplicates)")
         click.echo(line)
+        _echo_near_duplicates(report.near_duplicates)
         if report.ocr and not report.ocr.get("error"):
             click.echo(f"OCR: {report.ocr['done']} images read ({report.ocr['with_text']} with "
                        f"text, {report.ocr['lines']} lines), {report.ocr['failed']} failed")
@@ -134,6 +138,16 @@ def _refuse_if_nothing_exists(paths: tuple[str, ...], recursive: bool) -> None:
 
 
 SHOW_SKIPPED = 20  # a folder of photos and their sidecar files would flood the terminal
+
+
+def _echo_near_duplicates(found: list[dict[str, object]]) -> None:
+    for dup in found[:SHOW_SKIPPED]:
+        click.echo(f"near-duplicate: {dup['uri']} (id {dup['id']}) looks like id "
+                   f"{dup['duplicate_of']} {dup['duplicate_of_uri']} "
+                   f"(similarity {float(dup['similarity']):.2f})", err=True)  # type: ignore[arg-type]
+    if len(found) > SHOW_SKIPPED:
+        click.echo(f"near-duplicate: ... {len(found) - SHOW_SKIPPED} more (--json lists them "
+                   "all)", err=True)
 
 
 def _echo_skipped(skipped: list[dict[str, str]]) -> None:

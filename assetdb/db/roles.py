@@ -49,6 +49,7 @@ def product_tables() -> list[str]:
     from assetdb.db import (  # noqa: F401
         classify_models,
         concept_models,
+        duplicate_models,
         media_models,
         text_models,
         worker_models,

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import text
@@ -269,3 +270,41 @@ def video_search(settings: Settings, encoder: Encoder) -> VideoSearch | None:
     moment = hit.moments[0]["seconds"] if hit and hit.moments else None
     return VideoSearch(query, f'assetdb search "{query}" --kind video', str(path), moment,
                        (scene.start, scene.end), hit.similarity if hit else None)
+# Flat drawings on plain backgrounds hash alike (different shapes lie 4+ bits apart, where
+# photographs lie 29+): the demo asks for near-identical hashes (at most 3 of 128 bits).
+DUPLICATE_THRESHOLD = 0.97
+
+
+@dataclass
+class NearDuplicates:
+    source: str  # the catalogue image copied
+    copies: list[str]  # how
+    reported_at_ingest: int  # copies ingest reported as near-duplicates (0 on a re-run)
+    group: Any  # assetdb.duplicates.finder.Group holding the copies, or None
+    groups: int  # groups in the whole catalogue at DUPLICATE_THRESHOLD
+    command: str
+
+
+def near_duplicates(settings: Settings, encoder: Encoder) -> NearDuplicates:
+    """Copy one catalogue image twice (half size; JPEG quality 60), ingest the copies, and
+    find the group they form with the original (`assetdb duplicates`)."""
+    from PIL import Image
+
+    source = sorted((settings.home / "catalogue" / "images").glob("*.png"))[0]
+    folder = settings.home / "copies"
+    folder.mkdir(parents=True, exist_ok=True)
+    half, recompressed = folder / f"{source.stem}-half.png", folder / f"{source.stem}-q60.jpg"
+    if not (half.is_file() and recompressed.is_file()):
+        with Image.open(source) as img:
+            rgb = img.convert("RGB")
+            rgb.resize((rgb.width // 2, rgb.height // 2), Image.Resampling.LANCZOS).save(half)
+            rgb.save(recompressed, quality=60)
+    catalogue = Catalog(settings)
+    report = catalogue.ingest([str(folder)], encoder=encoder)
+    found = catalogue.duplicates(threshold=DUPLICATE_THRESHOLD)
+    names = {half.name, recompressed.name}
+    group = next((g for g in found.groups if {Path(m.uri).name for m in g.members} & names),
+                 None)
+    return NearDuplicates(source.name, ["half size", "JPEG quality 60"],
+                          len(report.near_duplicates), group, len(found.groups),
+                          f"assetdb duplicates --threshold {DUPLICATE_THRESHOLD}")

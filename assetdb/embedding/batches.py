@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,9 @@ from assetdb.files import open_no_symlinks, sha256_fd
 from assetdb.kinds.registry import Moments, has_moments, kind_for_file
 
 Result = tuple[Path, np.ndarray | None, str | None]  # (path, vector, error)
+# Called in the decode thread with each decoded image, before it is shrunk for the model
+# (perceptual hashes are made here, from the one decode ingest does anyway).
+OnDecoded = Callable[[Path, Image.Image], None]
 Expected = tuple[str | None, int | None]  # (sha256, size) recorded for the file
 CHANGED = "the file changed after it was hashed"
 
@@ -93,7 +96,7 @@ def _open_checked(path: Path, expected: Expected | None) -> BinaryIO:
 
 
 def _decode(path: Path, min_size: int, edge: int | None, resample: int,
-            expected: Expected | None) -> Loaded:
+            expected: Expected | None, on_decoded: OnDecoded | None = None) -> Loaded:
     kind = kind_for_file(path)
     if has_moments(kind):
         with _open_checked(path, expected) as fh:
@@ -102,13 +105,29 @@ def _decode(path: Path, min_size: int, edge: int | None, resample: int,
         return Loaded(images, moments)
     data = _read(path, expected)
     decoded = kind.decode(io.BytesIO(data), min_size)
+    if on_decoded is not None:  # a still's full decode (perceptual hashes: duplicates)
+        on_decoded(path, decoded)
     return Loaded([fit_shortest_edge(decoded, edge, resample)])
 
 
+def decode_file(path: Path, min_size: int,
+                expected: Expected | None = None) -> Image.Image | str:
+    """Read and decode one still by its kind (RGB, JPEGs drafted to >= min_size a side),
+    at full size; a string says why it could not be."""
+    got: list[Image.Image] = []
+    loaded = _load(path, min_size, None, 0, expected, lambda _p, image: got.append(image))
+    if isinstance(loaded, str):
+        return loaded
+    if not got:
+        return "not a still image"
+    return got[0]
+
+
 def _load(path: Path, min_size: int, edge: int | None, resample: int,
-          expected: Expected | None = None) -> Loaded | str:
+          expected: Expected | None = None, on_decoded: OnDecoded | None = None,
+          ) -> Loaded | str:
     try:
-        return _decode(path, min_size, edge, resample, expected)
+        return _decode(path, min_size, edge, resample, expected, on_decoded)
     except ImageError as exc:
         return str(exc)
     except FileNotFoundError:
@@ -167,19 +186,23 @@ def _mean(vectors: np.ndarray) -> np.ndarray:
 def embed_assets(
     encoder: Encoder, paths: Sequence[Path], batch_size: int = 32, workers: int = 2,
     expected: Mapping[Path, Expected] | None = None,
+    on_decoded: OnDecoded | None = None, min_decode_size: int = 0,
 ) -> Iterator[list[Embedded]]:
     """Yield one list of results per batch, in input order. `expected` maps a path to
-    the (sha256, size) on its row: a file that no longer matches fails with CHANGED."""
+    the (sha256, size) on its row: a file that no longer matches fails with CHANGED.
+    `on_decoded(path, image)` sees each full decode (it must not raise); JPEGs are then
+    decoded to no less than `min_decode_size` a side (or the model's size, if larger)."""
     expected = expected or {}
     batches = _batches(paths, batch_size)
     # Encoders whose preprocessing does not say how it resizes get full-size images.
     spec = encoder.preprocess
     min_size, edge, resample = spec.image_size, spec.resize_shortest_edge, spec.resample
+    min_size = max(min_size, min_decode_size)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
         def submit(batch: list[Path]) -> list[Future[Loaded | str]]:
-            return [pool.submit(_load, p, min_size, edge, resample, expected.get(p))
-                    for p in batch]
+            return [pool.submit(_load, p, min_size, edge, resample, expected.get(p),
+                                on_decoded) for p in batch]
 
         ahead = submit(batches[0]) if batches else []
         for i, batch in enumerate(batches):
@@ -218,7 +241,9 @@ def _result(path: Path, item: Loaded, vecs: list[np.ndarray | str]) -> Embedded:
 def embed_paths(
     encoder: Encoder, paths: Sequence[Path], batch_size: int = 32, workers: int = 2,
     expected: Mapping[Path, Expected] | None = None,
+    on_decoded: OnDecoded | None = None, min_decode_size: int = 0,
 ) -> Iterator[list[Result]]:
     """embed_assets without the moments: (path, vector, error) per file."""
-    for batch in embed_assets(encoder, paths, batch_size, workers, expected):
+    for batch in embed_assets(encoder, paths, batch_size, workers, expected, on_decoded,
+                              min_decode_size):
         yield [e.result() for e in batch]

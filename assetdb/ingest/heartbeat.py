@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetdb.config import Settings
 from assetdb.db.engine import connect
+from assetdb.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ class Heartbeat:
             try:
                 with connect(self.settings) as conn:
                     self.beat(conn)
-            except SQLAlchemyError as exc:  # the main loop meets the same error and reports it
+            # The main loop meets the same error and reports it. A server that is down
+            # raises DatabaseUnavailable from connect(), not a SQLAlchemy error.
+            except (SQLAlchemyError, DatabaseError) as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     def __enter__(self) -> Heartbeat:

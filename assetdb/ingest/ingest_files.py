@@ -27,6 +27,8 @@ from assetdb.config import Settings, env_float
 from assetdb.db import schema
 from assetdb.db.engine import connect
 from assetdb.db.frames import ids_by_uri, replace_moments
+from assetdb.duplicates.hashing import HASH_EDGE, HashCollector, ImageHashes, collector_or_none
+from assetdb.duplicates.tells import record_near_duplicates
 from assetdb.embedding.batches import Embedded, Expected, embed_assets
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ImageError
@@ -60,6 +62,9 @@ class IngestReport:
     metadata_unmatched: int = 0  # sidecar entries that name no ingested file
     index_built_after_load: bool = False  # a bulk load (assetdb.ingest.bulk)
     index_build_seconds: float = 0.0
+    # New assets that near-duplicate an older one (pHash, assetdb.duplicates): uri, id,
+    # duplicate_of, duplicate_of_uri, similarity; recorded as the asset's duplicate_of.
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped_files: list[dict[str, str]] = field(default_factory=list)  # uri, reason
     ocr: dict[str, Any] | None = None  # with ocr=True: assetdb.ocr.service.OcrReport, or error
@@ -513,6 +518,10 @@ class _Run:
     # sha256 -> the result of a kind with moments, for copies of the same content
     timed: dict[str, Embedded] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # sha256 -> why its first failed
+    by_path_sha: dict[Path, str] = field(default_factory=dict)  # decoded path -> sha256
+    # Perceptual hashes made from the decode for the model (None: imagehash missing).
+    hashes: HashCollector | None = field(default_factory=collector_or_none)
+    hash_of: dict[str, ImageHashes] = field(default_factory=dict)  # sha256 -> hashes
 
     def outcome(self, item: _File, vector: np.ndarray | None, error: str | None,
                 copy: bool = False) -> dict[str, Any] | None:
@@ -542,6 +551,24 @@ class _Run:
                 write_moments(conn, self.encoder.name,
                               {u: e for u, e in timed.items() if u in uris})
                 apply_to_upserted(conn, free, self.encoder)
+        self._tell(claimed + free)
+
+    def _tell(self, rows: list[dict[str, Any]]) -> None:
+        """Store the hashes of what became ready, and report near-duplicates of older
+        assets among them."""
+        if self.hashes is None:
+            return
+        for path in list(self.hashes.hashes):  # taken as they come: no rescans
+            hashes = self.hashes.hashes.pop(path)
+            sha = self.by_path_sha.get(path)
+            if sha:
+                self.hash_of[sha] = hashes
+        hashed = [(r["uri"], r["sha256"], self.hash_of[r["sha256"]]) for r in rows
+                  if r["status"] == "ready" and r["sha256"] in self.hash_of]
+        if hashed:
+            with connect(self.claims.settings) as conn:
+                self.report.near_duplicates += record_near_duplicates(conn, hashed,
+                                                                      self.model)
 
 
 def _known_failure(old: Row[Any] | None, item: _File) -> bool:
@@ -582,8 +609,10 @@ def _embed_chunk(run: _Run, chunk: Sequence[_File]) -> None:
             first.setdefault(item.sha256 or str(item.path), item)
     by_path = {x.path: x for x in first.values()}
     expected: dict[Path, Expected] = {x.path: (x.sha256, x.size) for x in first.values()}
+    run.by_path_sha.update({x.path: x.sha256 for x in first.values() if x.sha256})
     for batch in embed_assets(run.encoder, list(by_path), settings.batch_size,
-                              settings.decode_workers, expected):
+                              settings.decode_workers, expected, on_decoded=run.hashes,
+                              min_decode_size=HASH_EDGE if run.hashes else 0):
         rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         timed: dict[str, Embedded] = {}
         for done in batch:

@@ -35,6 +35,8 @@ from assetdb.config import Settings, env_float, env_int
 from assetdb.db import schema
 from assetdb.db.engine import connect, retry_database
 from assetdb.db.frames import replace_moments
+from assetdb.duplicates.hashing import HASH_EDGE, HashCollector, collector_or_none
+from assetdb.duplicates.store import store_hashes
 from assetdb.embedding.batches import Embedded, embed_assets
 from assetdb.embedding.encoder import Encoder
 from assetdb.errors import ConfigError
@@ -310,14 +312,24 @@ class Worker:
         # The file must still hold the content registered on its row (sha256, size).
         expected = {Path(uri): (sha, size) for _, uri, sha, size in claimed}
         unwritten = {i for i, _, _, _ in claimed}
+        # Perceptual hashes from the same decode (assetdb duplicates); none without imagehash.
+        hashes = collector_or_none()
         try:
             for batch in embed_assets(encoder, list(by_path), batch_size=self.options.batch_size,
-                                      workers=self.settings.decode_workers, expected=expected):
+                                      workers=self.settings.decode_workers, expected=expected,
+                                      on_decoded=hashes,
+                                      min_decode_size=HASH_EDGE if hashes else 0):
                 results = [(by_path[d.path], d.vector, d.error) for d in batch]
                 timed = {by_path[d.path]: d for d in batch if d.timed}
                 self.report.encoded += sum(v is not None for _, v, _ in results)
                 if not self._db(self._write, encoder, results, timed):
                     break
+                if isinstance(hashes, HashCollector):
+                    done = [(str(d.path), expected[d.path][0], hashes.hashes.pop(d.path))
+                            for d in batch if d.vector is not None
+                            and d.path in hashes.hashes and expected[d.path][0]]
+                    with connect(self.settings) as conn:
+                        store_hashes(conn, done)  # type: ignore[arg-type]
                 unwritten -= {i for i, _, _ in results}
                 if self.ocr:
                     self._read_text([i for i, v, _ in results if v is not None])
