@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from assetdb.db.indexes import EMBEDDING_INDEX, hnsw_index_sql
+from assetdb.db.indexes import EMBEDDING_INDEX, vector_index_sql
 
 
 def main(tmp: Path) -> None:
@@ -74,7 +74,7 @@ def main(tmp: Path) -> None:
             copy.set_types(["text", "text", "text", "vector", "text"])
             for i, v in enumerate(vectors):
                 copy.write_row((f"bench/{i}.jpg", "image", "ready", v, encoder.name))
-        conn.execute(hnsw_index_sql())
+        conn.execute(vector_index_sql(encoder.dimension))  # the product's index (0006)
     print(f"loaded {args.rows} rows (COPY, then HNSW build): {time.perf_counter() - t:.1f} s")
 
     labels = [f"label{i}" for i in range(args.labels)]

@@ -126,7 +126,7 @@ def seed_vectors(url: str, dim: int) -> float:
     once (faster than 100,000 inserts into it). Returns the seconds it took."""
     import psycopg
 
-    from assetdb.db.indexes import EMBEDDING_INDEX, hnsw_index_sql
+    from assetdb.db.indexes import EMBEDDING_INDEX, vector_index_sql
 
     start = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -138,7 +138,7 @@ def seed_vectors(url: str, dim: int) -> float:
             "   FROM assets AS b WHERE status = 'pending') AS v WHERE v.id = a.id",
             (MODEL, dim))
         conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute(hnsw_index_sql())
+        conn.execute(vector_index_sql(dim))  # the product's index (migration 0006)
         conn.execute("VACUUM ANALYZE assets")
     return time.perf_counter() - start
 

@@ -22,7 +22,7 @@ from pgvector.psycopg import register_vector
 from assetdb.config import Settings
 from assetdb.db import embedded, schema
 from assetdb.db.engine import connect
-from assetdb.db.indexes import EMBEDDING_INDEX, hnsw_index_sql
+from assetdb.db.indexes import EMBEDDING_INDEX, vector_index_sql
 from assetdb.sqlsurface.vectors import vector_text
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         vectors = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with psycopg.connect(url) as conn, conn.cursor() as cur:
-            index = hnsw_index_sql()
+            index = vector_index_sql(args.dim)  # the product's index (migration 0006)
             cur.execute(f"DROP INDEX {EMBEDDING_INDEX}")
             t = time.perf_counter()
             with cur.copy("COPY assets (uri, embedding, embedding_model, status) "
