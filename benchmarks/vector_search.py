@@ -34,7 +34,15 @@ from benchmarks._common import (
     percentile,
     report,
 )
-from benchmarks.vector_cases import DIM, Case, K, cases, generate, ground_truth
+from benchmarks.vector_cases import (
+    DIM,
+    Case,
+    K,
+    cases,
+    generate,
+    ground_truth,
+    own_cluster_share,
+)
 from benchmarks.vector_load import MODEL, build_index, copy_rows
 
 
@@ -210,6 +218,8 @@ def main() -> None:
                                 data.queries, truth[case.name])
                     names = sorted({p.name for p in plans})
                     rows.append({"filter": case.name, "share": round(case.share, 4),
+                                 "own_cluster": round(own_cluster_share(
+                                     data, truth[case.name]), 3),
                                  "plan": "/".join(names), **m,
                                  "counted": sum(p.counted is not None for p in plans),
                                  "fallbacks": sum(p.fallback for p in plans),
