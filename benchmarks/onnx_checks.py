@@ -139,7 +139,8 @@ def fresh_process(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, "imported": heavy[6:].split(",") if heavy[6:] else []}
 
 
-def cli_times(exports: dict[str, Path], work: Path, runs: int) -> dict[str, Any]:
+def cli_times(exports: dict[str, Path], work: Path, runs: int,
+              extra_models: tuple[Path, ...] = ()) -> dict[str, Any]:
     from assetdb.catalog.catalogue import Catalog
     from assetdb.config import Settings
     from assetdb.db import embedded
@@ -173,8 +174,38 @@ def cli_times(exports: dict[str, Path], work: Path, runs: int) -> dict[str, Any]
             out[name] = {"runs": rows, "median_wall_s": median([r["wall_s"] for r in rows]),
                          "median_cpu_s": median([r["cpu_s"] for r in rows]),
                          "imported": rows[-1]["imported"]}
+        for extra in extra_models:
+            out[f"search, {extra.name} export (1,000 rows)"] = _extra_model_times(
+                home, extra, env, runs)
     embedded.stop(home)
     return out
+
+
+def _extra_model_times(home: Path, model: Path, env: dict[str, str], runs: int
+                       ) -> dict[str, Any]:
+    """A fresh `assetdb search` with another export (e.g. ViT-B/32 from
+    `benchmarks.embedding --backends`), on a catalogue of 1,000 random vectors made
+    for that model: the cost of loading a full-size text tower in a new process."""
+    import psycopg
+
+    from assetdb.embedding.backends.onnx_clip import OnnxClip
+    from assetdb.sqlsurface.vectors import vector_text
+
+    enc = OnnxClip(str(model))
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((1000, enc.dimension)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    with bench_database(home, "bench_cli_extra") as url:
+        init_database(url, enc.name, enc.dimension)
+        with psycopg.connect(url) as conn, conn.cursor().copy(
+                "COPY assets (uri, embedding, embedding_model, status) FROM STDIN") as copy:
+            for i, v in enumerate(vecs):
+                copy.write_row((f"mem://{i}", vector_text(v), enc.name, "ready"))
+        args = ["search", "a red circle", "--json"]
+        rows = [fresh_process(args, {**env, "ASSETDB_DATABASE_URL": url,
+                                     "ASSETDB_MODEL": str(model)}) for _ in range(runs)]
+    return {"runs": rows, "median_wall_s": median([r["wall_s"] for r in rows]),
+            "median_cpu_s": median([r["cpu_s"] for r in rows]), "imported": rows[-1]["imported"]}
 
 
 def main() -> None:
@@ -182,6 +213,11 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="fresh processes per CLI case")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--cli-model", type=Path, action="append", default=[],
+                    help="also time a fresh `assetdb search` with this ONNX export "
+                    "(e.g. benchmarks/.cache/vit-b32-onnx); repeatable")
+    ap.add_argument("--cli-only", action="store_true",
+                    help="only the fresh-process times (skip vectors and meaning)")
     args = ap.parse_args()
 
     from assetdb.embedding.backends.onnx_clip import OnnxClip
@@ -194,8 +230,9 @@ def main() -> None:
                 "onnx fp32": OnnxClip(str(exports["fp32"])),
                 "onnx int8": OnnxClip(str(exports["int8"]))}
     with tempfile.TemporaryDirectory(prefix="assetdb-onnx-checks-") as tmp:
-        checks = meaning(encoders, Path(tmp) / "meaning")
-        cli = cli_times(exports, Path(tmp) / "cli", args.runs)
+        checks = ({"bars": {}, "vectors": {}} if args.cli_only
+                  else meaning(encoders, Path(tmp) / "meaning"))
+        cli = cli_times(exports, Path(tmp) / "cli", args.runs, tuple(args.cli_model))
     result = {"machine": info, **checks, "cli": cli,
               "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
     bars = [{"backend": k, **v} for k, v in checks["bars"].items()]

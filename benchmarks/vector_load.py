@@ -57,21 +57,22 @@ def _cpu_seconds(pid: int, children: bool = False) -> float | None:
     return (int(fields[first]) + int(fields[first + 1])) / ticks
 
 
-def build_index(url: str) -> dict[str, Any]:
+def build_index(url: str, ef_construction: int | None = None) -> dict[str, Any]:
     """The product's own index build (assetdb.db.indexes), timed in wall seconds and in
     CPU seconds of the server's processes (the leader, and the parallel workers, which
     the postmaster reaps). On a shared machine the wall time measures the load as much
     as the build; CPU seconds / processes is what an idle machine would take."""
     import psycopg
 
-    from assetdb.db.indexes import build_vector_index
+    from assetdb.db.indexes import HNSW_EF_CONSTRUCTION, build_vector_index
 
     with psycopg.connect(url, autocommit=True) as conn:
         leader = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         pm_pid = _postmaster_pid(leader)
         before = (_cpu_seconds(leader), _cpu_seconds(pm_pid, True) if pm_pid else None)
         with Timer() as t:
-            info = build_vector_index(conn)
+            info = build_vector_index(
+                conn, ef_construction=ef_construction or HNSW_EF_CONSTRUCTION)
         after = (_cpu_seconds(leader), _cpu_seconds(pm_pid, True) if pm_pid else None)
     out: dict[str, Any] = {"hnsw_build_seconds": round(t.seconds, 1), **info}
     if None not in before and None not in after:

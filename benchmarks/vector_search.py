@@ -166,6 +166,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="measure on the database --keep HOME holds (its load and build "
                     "figures come from the run that made it)")
+    ap.add_argument("--rebuild", type=int, metavar="EF_CONSTRUCTION",
+                    help="with --reuse: build the index again with this ef_construction "
+                    "(m stays 16) and measure on it; the build is recorded in this run")
     args = ap.parse_args()
     if args.reuse and not args.keep:
         ap.error("--reuse needs --keep HOME")
@@ -198,6 +201,8 @@ def main() -> None:
                     os.environ["ASSETDB_DATABASE_URL"] = url
                     os.environ["ASSETDB_MODEL"] = MODEL
                     result.update(json.loads(saved.read_text()))
+                    if args.rebuild:
+                        result["build"] = build_index(url, args.rebuild)
                 else:
                     init_database(url, MODEL, DIM)
                     result["load"] = copy_rows(url, data)

@@ -163,7 +163,8 @@ def _exec(conn: Any, sql: str) -> None:  # noqa: ANN401
 
 def build_vector_index(conn: Any, dim: int | None = None, *,  # noqa: ANN401
                        name: str = EMBEDDING_INDEX, column: str = "embedding",
-                       rows: int | None = None) -> dict[str, Any]:
+                       rows: int | None = None,
+                       ef_construction: int = HNSW_EF_CONSTRUCTION) -> dict[str, Any]:
     """Drop and build the vector index in one go on a psycopg connection in autocommit
     (a bulk load builds it once, after loading). Returns the build plan it used."""
     if dim is None:
@@ -175,10 +176,10 @@ def build_vector_index(conn: Any, dim: int | None = None, *,  # noqa: ANN401
     plan = build_plan(rows, dim)
     apply_build_settings(conn, plan)
     conn.execute(drop_vector_index_sql(name))
-    conn.execute(vector_index_sql(dim, name, column=column))
+    conn.execute(vector_index_sql(dim, name, column=column, ef_construction=ef_construction))
     conn.execute("RESET maintenance_work_mem")
     conn.execute("RESET max_parallel_maintenance_workers")
-    return plan.as_dict()
+    return {**plan.as_dict(), "ef_construction": int(ef_construction)}
 
 
 def index_exists(conn: Any, name: str = EMBEDDING_INDEX) -> bool:  # noqa: ANN401

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, text
+from sqlalchemy import ColumnElement, Connection, Select, func, literal, select, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 # Count only when the estimate lies within this factor of the threshold.
 MARGIN = 4
@@ -89,10 +91,35 @@ def scan_tuples_for(candidates: int, selectivity: float) -> int:
     return int(min(SCAN_TUPLES_MAX, max(SCAN_TUPLES_MIN, need)))
 
 
+def count_capped(conn: Connection, clauses: Sequence[ColumnElement[bool]], cap: int) -> int:
+    """How many rows match, counting no further than cap + 1."""
+    inner = select(literal(1)).where(*clauses).limit(cap + 1).subquery()
+    return conn.execute(select(func.count()).select_from(inner)).scalar_one()
+
+
+class _ExplainJson(Executable, ClauseElement):
+    """EXPLAIN (FORMAT JSON) of a statement, its parameters bound as in the statement
+    (SQLAlchemy's documented recipe for compiling a construct of one's own)."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_ExplainJson)
+def _compile_explain(element: _ExplainJson, compiler: Any, **kw: Any) -> str:  # noqa: ANN401
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
+def estimate_rows(conn: Connection, clauses: Sequence[ColumnElement[bool]]) -> int:
+    """The planner's estimate of the rows that pass `clauses` (EXPLAIN, nothing runs)."""
+    plan = conn.execute(_ExplainJson(select(literal(1)).where(*clauses))).scalar_one()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def choose_plan(conn: Connection, clauses: Sequence[ColumnElement[bool]], k: int,
                 rules: PlanRules, *, filtered: bool) -> Plan:
-    from assetdb.search.query import count_capped, estimate_rows
-
     n = table_rows(conn)
     threshold = rules.exact_max_rows
     plan = Plan(exact=False, table_rows=n)

@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC, Vector
-from sqlalchemy import ColumnElement, Connection, Select, cast, func, literal, select, text
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ClauseElement, Executable
+from sqlalchemy import ColumnElement, Connection, Select, cast, literal, select, text
 
 from assetdb.db.models import Asset
 from assetdb.search.filters import Filters
@@ -66,33 +64,6 @@ def where_clauses(f: Filters, model: str) -> list[ColumnElement[bool]]:
 
 def _set_local(conn: Connection, name: str, value: str) -> None:
     conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
-
-
-def count_capped(conn: Connection, clauses: Sequence[ColumnElement[bool]], cap: int) -> int:
-    """How many rows match, counting no further than cap + 1."""
-    inner = select(literal(1)).where(*clauses).limit(cap + 1).subquery()
-    return conn.execute(select(func.count()).select_from(inner)).scalar_one()
-
-
-class _ExplainJson(Executable, ClauseElement):
-    """EXPLAIN (FORMAT JSON) of a statement, its parameters bound as in the statement
-    (SQLAlchemy's documented recipe for compiling a construct of one's own)."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-
-
-@compiles(_ExplainJson)
-def _compile_explain(element: _ExplainJson, compiler: Any, **kw: Any) -> str:  # noqa: ANN401
-    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
-
-
-def estimate_rows(conn: Connection, clauses: Sequence[ColumnElement[bool]]) -> int:
-    """The planner's estimate of the rows that pass `clauses` (EXPLAIN, nothing runs)."""
-    plan = conn.execute(_ExplainJson(select(literal(1)).where(*clauses))).scalar_one()
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def nearest(
