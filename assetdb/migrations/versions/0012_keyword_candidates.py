@@ -74,14 +74,15 @@ AS $$
         FROM pg_class WHERE oid = 'asset_text'::regclass
     )
     -- The words taken as independent: every word, the product of their shares (on the
-    -- side that gives more); some word, one less the product of their complements.
+    -- side that gives more); some word, one less the product of their complements. Sums
+    -- of logarithms, floored at e^-50 (a long query must not underflow).
     SELECT win.r,
-           GREATEST((SELECT exp(sum(ln(GREATEST(share, 1e-9)))) FROM shares
+           GREATEST((SELECT exp(GREATEST(sum(ln(GREATEST(share, 1e-9))), -50)) FROM shares
                      WHERE side = 'tsv_simple'),
-                    (SELECT exp(sum(ln(GREATEST(share, 1e-9)))) FROM shares
+                    (SELECT exp(GREATEST(sum(ln(GREATEST(share, 1e-9))), -50)) FROM shares
                      WHERE side = 'tsv_lang'), 0) * win.r >= n,
-           COALESCE((SELECT 1 - exp(sum(ln(1 - LEAST(share, 0.999999)))) FROM shares
-                     WHERE side = 'tsv_lang'), 0) * win.r >= n
+           COALESCE((SELECT 1 - exp(GREATEST(sum(ln(1 - LEAST(share, 0.999999))), -50))
+                     FROM shares WHERE side = 'tsv_lang'), 0) * win.r >= n
     FROM win
 $$
 """
