@@ -96,13 +96,12 @@ def ranked(conn: Connection, query: str, *, k: int, filters: Filters, model: str
     clauses = where_clauses(filters, model)
     if exclude_ids:
         clauses.append(A.id.not_in(list(exclude_ids)))
-    with _candidate_plans(conn):
-        every_ids = _candidates(conn, every, clauses, n,
-                                plan.window_rows if plan.every_common else None)
-        some_ids: list[int] = []
-        if len(every_ids) < k and plan.ql != plan.qa:
-            some_ids = _candidates(conn, some, clauses, n,
-                                   plan.window_rows if plan.some_common else None)
+    every_ids = _candidates(conn, every, clauses, n,
+                            plan.window_rows if plan.every_common else None)
+    some_ids: list[int] = []
+    if len(every_ids) < k and plan.ql != plan.qa:
+        some_ids = _candidates(conn, some, clauses, n,
+                               plan.window_rows if plan.some_common else None)
     rows = conn.execute(_RANK, {"qs": plan.qs, "ql": plan.ql, "every": every_ids,
                                 "some": some_ids, "k": k})
     return [KeywordMatch(r.id, float(r.s)) for r in rows]
@@ -110,7 +109,9 @@ def ranked(conn: Connection, query: str, *, k: int, filters: Filters, model: str
 
 # Candidate reads touch a few thousand rows at most: a parallel worker costs more to
 # start than it saves, and a hash or merge join would read all of `assets` where a few
-# primary-key lookups do (migration 0012 sets the same on assetdb_keyword_ranked).
+# primary-key lookups do. Set for the joined reads (the others join nothing, and their
+# bound parameters give the planner their selectivity); migration 0012 sets the same on
+# assetdb_keyword_candidates.
 _PLAN_SETTINGS = {"max_parallel_workers_per_gather": "0", "enable_hashjoin": "off",
                   "enable_mergejoin": "off"}
 
@@ -159,6 +160,13 @@ def _candidates(conn: Connection, match: Callable[[Any, Any], Any],
         literal(ids, ARRAY(BigInteger)), ARRAY(BigInteger))), *clauses).order_by(A.id.desc())))
     if len(ids) < n or len(passing) == n:
         return passing
+    with _candidate_plans(conn):
+        return _joined(conn, match, clauses, n, window)
+
+
+def _joined(conn: Connection, match: Callable[[Any, Any], Any],
+            clauses: list[Any], n: int, window: int | None) -> list[int]:
+    """The newest n matches that pass the filters, read joined to `assets`."""
     if window is not None:
         recent = (select(T.asset_id, T.tsv_simple, T.tsv_lang)
                   .order_by(T.asset_id.desc()).limit(window).subquery("t"))
