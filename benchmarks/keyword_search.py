@@ -11,7 +11,12 @@ each mode; hit@1 and MRR per query type on a mixed set (visual-only, word-only, 
 OCR images/s and its share of ingest time.
 
 Part 2, cost: keyword and hybrid latency (p50/p95) at --rows synthetic rows, as SQL time
-(the migration's functions, server side) and through the Python service.
+(the migration's functions, server side) and through the Python service. With
+`--keep DIR` the loaded database stays in DIR (its server is stopped at the end) and the
+next run with the same --rows and --seed reuses it, after running the migrations it
+lacks:
+
+    python -m benchmarks.keyword_search --part latency --rows 100000 --keep /tmp/kwbench
 
 Fonts: those installed (fonts-dejavu-core, fonts-liberation in /usr/share/fonts); with
 --fetch-fonts, Debian's fonts-dejavu-extra and fonts-freefont-ttf are fetched with

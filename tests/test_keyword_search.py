@@ -1,7 +1,8 @@
-"""Keyword and hybrid search (migration 0007, assetdb.search.hybrid) against the real
-database: the search text follows what people write, without rewriting `assets`; codes,
-prefixes, file names, other scripts; every filter on both sides; the fusion rule and the
-SQL functions agree; bad queries stay safe. OCR has its own file (test_ocr.py)."""
+"""Keyword and hybrid search (migrations 0007 and 0012, assetdb.search.hybrid) against the
+real database: the search text follows what people write, without rewriting `assets`;
+codes, prefixes, file names, other scripts; every filter on both sides; the fusion rule
+and the SQL functions agree; common words rank a bounded candidate set; bad queries stay
+safe. OCR has its own file (test_ocr.py)."""
 
 from __future__ import annotations
 
