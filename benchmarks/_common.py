@@ -57,9 +57,12 @@ def bench_database(home: Path, name: str, fresh: bool = True) -> Iterator[str]:
     from assetdb.db import embedded
 
     server = embedded.start(home)
-    if fresh:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with psycopg.connect(server, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                              ).fetchone() is not None
+        if fresh and exists:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if fresh or not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
     base, _, query = server.partition("?")
     yield base.rsplit("/", 1)[0] + "/" + name + ("?" + query if query else "")

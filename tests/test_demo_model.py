@@ -173,6 +173,18 @@ def test_demo_command_end_to_end():
         keyword, hybrid = data["word_searches"]
         assert keyword["hits"][0]["correct"] and "LOT" in keyword["hits"][0]["snippet"]
         assert hybrid["hits"][0]["correct"] and hybrid["hits"][0]["keyword_rank"] == 1
+        # One poster carries each word: the check asks for that one, not for five, and
+        # marks the hits after it "·", never "✗" (the hybrid step once read 1/5, ✗ x 4).
+        for search in (keyword, hybrid):
+            assert search["available"] == 1 and search["correct"] == search["possible"] == 1
+            assert [h["mark"] for h in search["hits"]] == ["✓"] + ["·"] * (
+                len(search["hits"]) - 1), search
+        assert len(hybrid["hits"]) == 5
+        # Where the catalogue holds more right answers than hits, a wrong hit is still ✗.
+        for search in data["text_searches"]:
+            assert search["available"] >= 5 and search["possible"] == 5
+            assert all((h["mark"] == "✓") == h["correct"] for h in search["hits"])
+            assert all(h["mark"] in "✓✗" for h in search["hits"])
         assert data["moderation"]["flagged_of_concept"] >= 0.9 * data["moderation"][
             "concept_images"]
         # A second run reuses the catalogue: nothing is embedded again.
@@ -180,6 +192,9 @@ def test_demo_command_end_to_end():
         assert again.exit_code == 0, again.output
         assert "0 images ingested, 288 already there" in again.output
         assert "✓" in again.output and "Try next" in again.output
+        hybrid_step = again.output.split("hybrid: 'a harbour festival poster'")[1].split(
+            "\n\n")[0]
+        assert "✗" not in hybrid_step and "1/1 found" in hybrid_step, hybrid_step
         # It says how to stop its server, and that command stops it.
         stop = f"assetdb demo --stop --home {home}"
         assert stop in again.output and data["stop"] == stop

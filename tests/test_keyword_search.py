@@ -1,7 +1,8 @@
-"""Keyword and hybrid search (migration 0007, assetdb.search.hybrid) against the real
-database: the search text follows what people write, without rewriting `assets`; codes,
-prefixes, file names, other scripts; every filter on both sides; the fusion rule and the
-SQL functions agree; bad queries stay safe. OCR has its own file (test_ocr.py)."""
+"""Keyword and hybrid search (migrations 0007 and 0012, assetdb.search.hybrid) against the
+real database: the search text follows what people write, without rewriting `assets`;
+codes, prefixes, file names, other scripts; every filter on both sides; the fusion rule
+and the SQL functions agree; common words rank a bounded candidate set; bad queries stay
+safe. OCR has its own file (test_ocr.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
-from sqlalchemy import text
+from sqlalchemy import String, cast, literal, or_, text
+from sqlalchemy.dialects.postgresql import TSQUERY
 
 from assetdb.config import Settings
 from assetdb.db.engine import connect
@@ -21,6 +23,7 @@ from assetdb.errors import ConfigError, FilterError
 from assetdb.ingest.ingest_files import ingest
 from assetdb.search import hybrid, keyword
 from assetdb.search.filters import build_filters
+from assetdb.search.query import where_clauses
 from tests.api_support import make_catalogue
 from tests.conftest import run_cli
 from tests.images import noise
@@ -228,8 +231,110 @@ def test_migration_and_service_share_the_fusion_constants():
 
     migration = importlib.import_module("assetdb.migrations.versions.0007_keyword_search")
     assert (migration.RRF_K, migration.FUSION_DEPTH) == (hybrid.RRF_K, hybrid.FUSION_DEPTH)
-    assert migration.SOME_WORDS_CAP == keyword.SOME_WORDS_CAP
     assert migration.EVERY_WORD_WEIGHT == hybrid.EVERY_WORD_WEIGHT
+    candidates = importlib.import_module(
+        "assetdb.migrations.versions.0012_keyword_candidates")
+    assert (candidates.CANDIDATES, candidates.MAX_WINDOWS) == (keyword.CANDIDATES,
+                                                               keyword.MAX_WINDOWS)
+    assert keyword._PLAN_SETTINGS == dict(
+        line.removeprefix("SET ").split(" = ") for line in
+        candidates._PLAN_SETTINGS.strip().splitlines())
+
+
+def _newest_ranked(settings: Settings, query: str, k: int, where: str = "true") -> list:
+    """The rule, brute force: the newest CANDIDATES searchable rows with every word, ranked
+    by their keyword score (ties by id)."""
+    with connect(settings) as conn:
+        rows = conn.execute(text(
+            "SELECT t.asset_id, (2 + assetdb_keyword_score(t.tsv_simple, t.tsv_lang, "
+            "assetdb_query_simple(:q), assetdb_query_lang(:q)))::float8 AS s "
+            "FROM asset_text t JOIN assets a ON a.id = t.asset_id "
+            "WHERE (t.tsv_simple @@ assetdb_query_simple(:q) "
+            "       OR t.tsv_lang @@ assetdb_query_lang_all(:q)) "
+            f"AND a.status = 'ready' AND NOT a.hidden AND {where} "
+            "ORDER BY t.asset_id DESC LIMIT :n"),
+            {"q": query, "n": max(k, keyword.CANDIDATES)}).all()
+    return sorted(((r.asset_id, round(r.s, 6)) for r in rows), key=lambda r: (-r[1], r[0]))[:k]
+
+
+def test_common_words_rank_their_newest_candidates_by_either_path(initialised):
+    """A word in every row ranks its newest CANDIDATES matches; a rarer one ranks all of
+    them. The GIN read (no statistics yet) and the walk down the newest rows (ANALYZE
+    says the word is common) give the same rows; hidden rows and filters are honoured;
+    k rows whenever k match, past CANDIDATES too; Python == assetdb_keyword_ranked."""
+    settings = initialised
+    total = 2 * keyword.CANDIDATES + 50
+    with connect(settings) as conn:
+        model, dim = (conn.execute(text("SELECT value FROM assetdb_meta WHERE key = :k"),
+                                   {"k": k}).scalar() for k in ("model", "dimension"))
+        # Row i: "harbour" everywhere (in the title of every third row, so scores vary),
+        # "beacon" in every fourth, tag "poster" on every other.
+        conn.execute(text(
+            "INSERT INTO assets (uri, kind, title, description, tags, embedding, "
+            "embedding_model, status) "
+            "SELECT '/c/gen-' || i || '.png', 'image', "
+            "  CASE WHEN i % 3 = 0 THEN 'harbour view' ELSE 'view' END, "
+            "  'a quiet harbour' || CASE WHEN i % 4 = 0 THEN ' beacon' ELSE '' END, "
+            "  CASE WHEN i % 2 = 0 THEN ARRAY['poster'] ELSE ARRAY[]::text[] END, "
+            "  CAST(array_fill(0.1, ARRAY[:d]) AS vector), :m, 'ready' "
+            "FROM generate_series(1, :n) AS i"), {"d": int(dim), "m": model, "n": total})
+        newest = conn.execute(text("SELECT max(id) FROM assets")).scalar_one()
+
+    def python(query: str, k: int, filters=None) -> list:
+        with connect(settings) as conn:
+            return [(m.asset_id, round(m.score, 6)) for m in keyword.ranked(
+                conn, query, k=k, filters=filters or build_filters(), model=model)]
+
+    def sql(query: str, k: int) -> list:
+        with psycopg.connect(reader_conninfo(settings)) as conn:
+            return [(r[0], round(r[1], 6)) for r in conn.execute(
+                "SELECT asset_id, score FROM assetdb_keyword_ranked(%s, %s)", (query, k))]
+
+    def plan(query: str) -> bool:
+        with connect(settings) as conn:
+            return conn.execute(text("SELECT every_common FROM assetdb_keyword_plan(:q, :n)"),
+                                {"q": query, "n": keyword.CANDIDATES}).scalar_one()
+
+    def check() -> None:
+        for query, k in (("harbour", 10), ("harbour", total - 20), ("beacon", 10),
+                         ("harbour beacon", 5)):
+            expected = _newest_ranked(settings, query, k)
+            assert len(expected) == k
+            assert python(query, k) == sql(query, k) == expected, (query, k)
+        with connect(settings) as conn:
+            shown = conn.execute(text("SELECT count(*) FROM assets WHERE NOT hidden")).scalar()
+        assert len(python("harbour", total)) == shown  # k rows whenever k match
+        assert python("harbour", 10, build_filters(tag=["poster"])) == _newest_ranked(
+            settings, "harbour", 10, "'poster' = ANY(a.tags)")
+
+    assert not plan("harbour")  # no statistics yet: the GIN index
+    check()
+    with connect(settings) as conn:
+        conn.execute(text("UPDATE assets SET hidden = true WHERE id > :i"), {"i": newest - 3})
+        conn.execute(text("ANALYZE asset_text"))
+    assert plan("harbour") and not plan("zzzz")  # common by ANALYZE: the newest rows
+    check()
+    assert newest not in {i for i, _ in python("harbour", total)}
+    # Walking several windows of newest rows finds what the GIN read finds (a quarter of
+    # the rows carry "beacon": two windows of 100 hold the newest 40).
+    expected = sorted((i for i, _ in _newest_ranked(settings, "beacon", total)),
+                      reverse=True)[:40]
+    with psycopg.connect(reader_conninfo(settings)) as conn:
+        for window in (100, None):
+            assert conn.execute(
+                "SELECT assetdb_keyword_candidates(assetdb_query_simple(%s), "
+                "assetdb_query_lang_all(%s), assetdb_query_lang(%s), true, 40, %s)",
+                ("beacon",) * 3 + (window,)).fetchone()[0] == expected, window
+    with connect(settings) as conn:
+        qs, qa = (cast(literal(q, String), TSQUERY) for q in conn.execute(text(
+            "SELECT assetdb_query_simple('beacon')::text, "
+            "assetdb_query_lang_all('beacon')::text")).one())
+
+        def match(simple, lang):  # noqa: ANN001, ANN202
+            return or_(simple.op("@@")(qs), lang.op("@@")(qa))
+        for window in (100, None):
+            assert keyword._candidates(conn, match, where_clauses(build_filters(), model),
+                                       40, window) == expected, window
 
 
 def test_every_word_match_outranks_the_best_wordless_semantic_match(initialised, encoder):

@@ -13,21 +13,27 @@ from assetdb.cli.output import print_json
 
 def _search_json(search: Any) -> dict[str, Any]:  # noqa: ANN401 - demo.walkthrough.Search
     return {"title": search.title, "command": search.command, "expected": search.expected,
-            "correct": sum(search.correct(h) for h in search.hits),
-            "hits": [{**h.as_dict(), "correct": search.correct(h)} for h in search.hits]}
+            "correct": search.found, "possible": search.possible,
+            "available": search.available,
+            "hits": [{**h.as_dict(), "correct": search.correct(h), "mark": mark}
+                     for h, mark in zip(search.hits, search.marks(), strict=True)]}
 
 
 def _print_search(n: int, search: Any) -> None:  # noqa: ANN401
     click.echo(f"\n{n}. {search.title}")
     click.echo(f"   $ {search.command}")
-    for hit in search.hits:
-        mark = "✓" if search.correct(hit) else "✗"
+    for hit, mark in zip(search.hits, search.marks(), strict=True):
         sim = "  -  " if hit.similarity is None else f"{hit.similarity:.3f}"
         words = getattr(hit, "snippet", None)
         words = f"  [{words.replace('<mark>', '').replace('</mark>', '')}]" if words else ""
         click.echo(f"   {mark} {sim}  #{hit.id:<4} {hit.title}{words}")
-    right = sum(search.correct(h) for h in search.hits)
-    click.echo(f"   {right}/{len(search.hits)} show {' + '.join(search.expected)}")
+    shows = " + ".join(search.expected)
+    if search.possible < len(search.hits):
+        held = "holds 1 asset" if search.available == 1 else f"holds {search.available} assets"
+        click.echo(f"   {search.found}/{search.possible} found: the catalogue {held} with "
+                   f"{shows} (· after it: nothing more to find)")
+    else:
+        click.echo(f"   {search.found}/{len(search.hits)} show {shows}")
 
 
 @click.command()
@@ -47,7 +53,8 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     runs text searches, a similar-image search, a filtered search, a keyword and a
     hybrid search over a few posters with printed words (read by OCR), zero-shot
     classification and a moderation rule. Every image's title is its true caption,
-    and ✓/✗ marks whether a result shows what was asked for.
+    and ✓/✗ marks whether a result shows what was asked for (· once every
+    right answer the catalogue holds is shown).
 
     The demo uses its own home and database, never your catalogue. Running it
     again reuses what it built.
@@ -109,7 +116,8 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     click.echo(f"\nassetdb demo: {report.ingested} images ingested, {report.unchanged} already "
                f"there ({settings.home / 'catalogue'}).")
     click.echo("Each result shows ✓/✗, its similarity, its asset id and its title, which "
-               "is the image's true caption.")
+               "is the image's true caption (· after every right answer the catalogue "
+               "holds).")
     n = 0
     for n, search in enumerate(searches, start=1):
         _print_search(n, search)

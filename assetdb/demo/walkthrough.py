@@ -142,8 +142,17 @@ def word_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Sear
     for query, mode, expected in WORD_QUERIES:
         result = Catalog(settings).search(query, mode=mode, encoder=encoder, k=k)
         out.append(Search(f"{mode}: {query!r}", f'assetdb search "{query}" --mode {mode} -k {k}',
-                          result.hits, expected))
+                          result.hits, expected, right_answers(settings, expected)))
     return out
+
+
+def right_answers(settings: Settings, expected: tuple[str, ...]) -> int:
+    """How many searchable assets carry every one of these tags: the right answers that
+    exist (one poster carries HARBOUR; a search for it cannot show five)."""
+    with connect(settings) as conn:
+        return conn.execute(text(
+            "SELECT count(*) FROM assets WHERE tags @> CAST(:t AS text[]) "
+            "AND status = 'ready' AND NOT hidden"), {"t": list(expected)}).scalar_one()
 
 
 # (query, mode, tags every right answer carries): words printed on the demo posters.
@@ -159,14 +168,40 @@ class Search:
     command: str  # the equivalent CLI command, to try by hand
     hits: list[Hit]
     expected: tuple[str, ...]  # tags every right answer carries (shape, colour, ...)
+    # How many right answers the catalogue holds (None: at least as many as hits).
+    available: int | None = None
 
     def correct(self, hit: Hit) -> bool:
         return all(tag in hit.tags for tag in self.expected)
 
+    @property
+    def found(self) -> int:
+        return sum(self.correct(h) for h in self.hits)
+
+    @property
+    def possible(self) -> int:
+        """The most right answers these hits could hold."""
+        return len(self.hits) if self.available is None else min(self.available,
+                                                                  len(self.hits))
+
+    def marks(self) -> list[str]:
+        """✓ a right answer; ✗ a wrong one while a right answer was still to come; · a
+        hit after every right answer the catalogue holds (no search can do better)."""
+        out, seen = [], 0
+        for hit in self.hits:
+            if self.correct(hit):
+                seen += 1
+                out.append("✓")
+            else:
+                out.append("·" if self.available is not None and seen >= self.available
+                           else "✗")
+        return out
+
 
 def text_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Search]:
     return [Search(f"text: {q!r}", f'assetdb search "{q}" -k {k}',
-                   Catalog(settings).search_text(encoder, q, k=k), (shape, color))
+                   Catalog(settings).search_text(encoder, q, k=k), (shape, color),
+                   right_answers(settings, (shape, color)))
             for q, shape, color in TEXT_QUERIES]
 
 
@@ -175,8 +210,9 @@ def filtered_search(settings: Settings, encoder: Encoder, k: int = 5) -> Search:
     opts = " ".join(f"--meta {key}={value}" for key, value in meta.items())
     hits = Catalog(settings).search_text(encoder, query, k=k,
                                          filters=Filters(metadata=meta))
+    expected = (query.split()[-1], f"on-{meta['background']}")
     return Search(f"text {query!r}, filtered by {opts}", f'assetdb search "{query}" {opts}',
-                  hits, (query.split()[-1], f"on-{meta['background']}"))
+                  hits, expected, right_answers(settings, expected))
 
 
 def similar_search(settings: Settings, k: int = 5) -> Search:
@@ -189,7 +225,7 @@ def similar_search(settings: Settings, k: int = 5) -> Search:
         raise AssetdbError(f"the demo catalogue has no {color} {shape}")
     hits = Catalog(settings).similar(row.id, k=k)
     return Search(f"similar to asset {row.id} ({row.title})", f"assetdb similar {row.id} -k {k}",
-                  hits, (shape, color))
+                  hits, (shape, color), right_answers(settings, (shape, color)) - 1)  # not itself
 
 
 @dataclass
