@@ -164,6 +164,10 @@ def test_demo_command_end_to_end():
         assert data["ingest"]["ingested"] == 288 and data["ingest"]["failed"] == 0
         for search in data["text_searches"]:
             assert len(search["hits"]) == 5 and search["correct"] >= 4, search
+        # Queries in other languages, on (colour, shape) pairs the text model never saw.
+        assert len(data["language_searches"]) == 5
+        for search in data["language_searches"]:
+            assert len(search["hits"]) == 5 and search["correct"] >= 4, search
         assert data["similar"]["correct"] >= 4
         filtered = data["filtered"]
         assert all("on-white" in h["tags"] for h in filtered["hits"])
@@ -180,6 +184,7 @@ def test_demo_command_end_to_end():
         assert again.exit_code == 0, again.output
         assert "0 images ingested, 288 already there" in again.output
         assert "✓" in again.output and "Try next" in again.output
+        assert "Russian: 'зелёный квадрат'" in again.output
         # It says how to stop its server, and that command stops it.
         stop = f"assetdb demo --stop --home {home}"
         assert stop in again.output and data["stop"] == stop

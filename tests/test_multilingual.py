@@ -285,3 +285,26 @@ def test_model_directory_names_its_text_model_and_init_records_it(
     monkeypatch.setenv("ASSETDB_TEXT_MODEL", str(tmp_path / "nowhere"))
     bad = run_cli("search", "a red circle")
     assert bad.exit_code != 0 and "not a text model" in bad.output
+
+
+def test_eval_reports_each_language_apart(tiny_model_dir, student_32, tmp_path,
+                                          monkeypatch):
+    monkeypatch.delenv("ASSETDB_DATABASE_URL", raising=False)
+    monkeypatch.setenv("ASSETDB_MODEL", str(tiny_model_dir))
+    rows = []
+    for path, item in shapes.generate(tmp_path / "imgs", 12, seed=8):
+        for lang in ("en", "fr", "ru"):
+            rows.append({"image": f"imgs/{path.name}", "language": lang,
+                         "caption": languages.color_query(lang, item.color, item.shape)})
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                     encoding="utf-8")
+    result = run_cli("eval", "--pairs", str(pairs), "--text-model", str(student_32), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["text_model"] == str(student_32.resolve())
+    assert sorted(data["per_language"]) == ["en", "fr", "ru"]
+    for figures in data["per_language"].values():
+        assert figures["pairs"] == 12 and 0 <= figures["recall"]["t2i@5"] <= 1
+    table = run_cli("eval", "--pairs", str(pairs), "--text-model", str(student_32))
+    assert table.exit_code == 0 and "t->i R@5" in table.output and "ru" in table.output
