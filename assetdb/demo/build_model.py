@@ -35,14 +35,20 @@ RECIPE = {
               "image_size": 48, "patch_size": 6},
     # Fresh images, many of them: 3,600 images seen 30 times were overfitted (training loss
     # falling, held-out precision stuck at 0.62); 28,000 seen 4-8 times generalise.
+    # Augmentation from stage 2 on (RECIPE["augment"]), then a short plain pass.
     "stages": [
         {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
-        {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
-         "data_seed": 2},
-        {"images": "colour", "forms": "all", "epochs": 7, "lr": 1e-3, "count": 28000,
+        {"images": "colour", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 12000,
+         "data_seed": 2, "augment": "standard"},
+        {"images": "colour", "forms": "all", "epochs": 10, "lr": 1e-3, "count": 28000,
+         "data_seed": 1, "augment": "standard"},
+        # 4. the same images unaugmented, briefly, at a lower rate: augmentation alone cost
+        # the in-domain figures a little (trial: zero-shot 0.958 -> 0.933, image -> image
+        # 0.833 -> 0.799); a short plain pass brings the generator's own images back.
+        {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
          "data_seed": 1},
     ],
-    # For AUGMENTED_STAGES (assetdb/training/augment.py): crops, rotations, flips,
+    # Augmentation (assetdb/training/augment.py): crops, rotations, flips,
     # stretches, position and scale jitter, blur and noise; no colour jitter (colour is a
     # label here).
     "augment": {"standard": {"crop_scale": 0.7, "aspect": 1.33, "rotate": 45.0,
@@ -59,21 +65,27 @@ RECIPE = {
     # with whole words such a form fell on an untrained token (P@5 0.2 on that query).
     "text": {"epochs": 40, "lr": 2e-3, "batch_size": 256, "sample": 0.3, "vocab_size": 500},
 }
-# The same with augmentation (`--augmented`): measured, not shipped (docs/finetune.md: it
-# cost the in-domain figures more than it bought on the second renderer).
-AUGMENTED_STAGES = [
+# The recipe shipped before issue 19, without augmentation (`--plain`): docs/finetune.md
+# compares the two.
+PLAIN_STAGES = [
     {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
-    {"images": "colour", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 12000,
-     "data_seed": 2, "augment": "standard"},
-    {"images": "colour", "forms": "all", "epochs": 10, "lr": 1e-3, "count": 28000,
-     "data_seed": 1, "augment": "standard"},
-    # 4. the same images unaugmented, briefly, at a lower rate: augmentation alone cost
-    # the in-domain figures a little (trial: zero-shot 0.958 -> 0.933, image -> image
-    # 0.833 -> 0.799); a short plain pass brings the generator's own images back.
-    {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
+    {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
+     "data_seed": 2},
+    {"images": "colour", "forms": "all", "epochs": 7, "lr": 1e-3, "count": 28000,
      "data_seed": 1},
 ]
 FORMS = {"shape-only": shapes.SHAPE_ONLY_FORMS, "all": shapes.CAPTION_FORMS}
+
+
+def name_teacher(text_dir: Path) -> None:
+    """The text model's teacher is the image model around it: say so, rather than the
+    build's output path (which differs between builds of the same bytes)."""
+    from assetdb.embedding.text_model import MANIFEST
+
+    path = text_dir / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["teacher"] = "the image model in the parent directory"
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = None,
@@ -137,6 +149,7 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
                              on_step=on_step,
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     write_reference(out, out / "text")
+    name_teacher(out / "text")
     return {"stages": stages, "text": distilled.as_dict(),
             "total_seconds": round(time.perf_counter() - started, 1),
             "cpu_seconds": round(time.process_time() - cpu0, 1)}
@@ -147,14 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="new model directory")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
-    parser.add_argument("--augmented", action="store_true",
-                        help="train the image model with augmentation (AUGMENTED_STAGES)")
+    parser.add_argument("--plain", action="store_true",
+                        help="the recipe before issue 19, without augmentation (PLAIN_STAGES)")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="a JSON file whose keys replace the recipe's (experiments)")
     args = parser.parse_args(argv)
     recipe = dict(RECIPE)
-    if args.augmented:
-        recipe["stages"] = AUGMENTED_STAGES
+    if args.plain:
+        recipe["stages"] = PLAIN_STAGES
     if args.recipe:
         recipe.update(json.loads(args.recipe.read_text()))
     from assetdb.training.trainer import format_recall
