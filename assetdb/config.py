@@ -132,6 +132,11 @@ SETTINGS: tuple[Setting, ...] = (
             "files", _text_or, "`~/.local/share/assetdb` (root: `/var/lib/assetdb`)"),
     Setting("ASSETDB_MODEL", DEFAULT_MODEL, "a sentence-transformers CLIP model name, or a "
             "local model directory", _text_or),
+    # A separate text encoder for the model's image space (assetdb/embedding/text_model.py).
+    Setting("ASSETDB_TEXT_MODEL", None, "a text model directory (`assetdb finetune "
+            "--distill-text`) that queries, labels and concepts go through; `builtin`: the "
+            "model's own text tower", _text_or,
+            "unset: the one the model directory names, else its own"),
     Setting("ASSETDB_DEVICE", None, "torch device for the model", _text_or,
             "`cuda` if available, else `cpu`"),
     Setting("ASSETDB_ONNX_PROVIDER", "auto", "ONNX models (`assetdb model export`): "

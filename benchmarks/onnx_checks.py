@@ -153,7 +153,9 @@ def cli_times(exports: dict[str, Path], work: Path, runs: int,
     for folder in (work.parent, work, home):  # the server may run as another user
         folder.chmod(0o711)
     os.environ["ASSETDB_HOME"] = str(home)
-    torch_enc = load_encoder(str(DEMO_MODEL_DIR))
+    # The export holds the model's own text tower: compare with the same (not the
+    # multilingual text model the demo model directory names).
+    torch_enc = load_encoder(str(DEMO_MODEL_DIR), text_model="builtin")
     sidecar = shapes.write_catalogue(work / "cat", 240, seed=99)
     (work / "cat").chmod(0o755)
     out: dict[str, Any] = {}
@@ -170,7 +172,9 @@ def cli_times(exports: dict[str, Path], work: Path, runs: int,
             "--help": (["--help"], str(exports["fp32"])),
         }
         for name, (args, model) in cases.items():
-            rows = [fresh_process(args, {**env, "ASSETDB_MODEL": model}) for _ in range(runs)]
+            rows = [fresh_process(args, {**env, "ASSETDB_MODEL": model,
+                                         "ASSETDB_TEXT_MODEL": "builtin"})
+                    for _ in range(runs)]
             out[name] = {"runs": rows, "median_wall_s": median([r["wall_s"] for r in rows]),
                          "median_cpu_s": median([r["cpu_s"] for r in rows]),
                          "imported": rows[-1]["imported"]}
@@ -226,7 +230,7 @@ def main() -> None:
 
     info = machine()
     exports = demo_exports()
-    encoders = {"torch fp32": load_encoder(str(DEMO_MODEL_DIR)),
+    encoders = {"torch fp32": load_encoder(str(DEMO_MODEL_DIR), text_model="builtin"),
                 "onnx fp32": OnnxClip(str(exports["fp32"])),
                 "onnx int8": OnnxClip(str(exports["int8"]))}
     with tempfile.TemporaryDirectory(prefix="assetdb-onnx-checks-") as tmp:

@@ -26,6 +26,11 @@ def test_wheel_install_runs_init_ingest_search_from_another_folder(tmp_path, tin
     names = zipfile.ZipFile(wheel).namelist()
     assert "assetdb/migrations/env.py" in names
     assert "assetdb/migrations/versions/0001_assets.py" in names
+    # The demo model ships whole: its image model and its multilingual text model.
+    assert "assetdb/demo/model/model.safetensors" in names
+    assert "assetdb/demo/model/assetdb_text_model_ref.json" in names
+    assert "assetdb/demo/model/text/model.safetensors" in names
+    assert "assetdb/demo/model/text/assetdb_text_model.json" in names
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",

@@ -67,18 +67,55 @@ class Catalog:
         from assetdb.embedding.encoder import load_encoder
 
         meta = meta if meta is not None else self.meta()
-        encoder = load_encoder(name or self.model_name(meta), device=self.settings.device,
+        model = name or self.model_name(meta)
+        if meta and not name:
+            self.check_text_model(model, meta)  # from manifests: before any weights load
+        encoder = load_encoder(model, device=self.settings.device,
                                batch_size=self.settings.batch_size)
         if meta and not name:
             schema.check_model(meta, encoder.name, encoder.dimension)
         return encoder
 
+    def check_text_model(self, model: str, meta: dict[str, str]) -> str | None:
+        """The separate text model that would be paired with `model` (None: its own text
+        tower), refused when its vectors are not of this catalogue's dimension."""
+        from assetdb.embedding.encoder import text_model_for
+        from assetdb.embedding.text_model import read_manifest
+        from assetdb.errors import ModelError
+
+        text = text_model_for(model)
+        if text is None:
+            return None
+        manifest = read_manifest(text)
+        if meta and manifest.dimension != int(meta["dimension"]):
+            raise ModelError(
+                f"the text model {manifest.name!r} makes {manifest.dimension}-d vectors, but "
+                f"this catalogue holds {meta['dimension']}-d vectors from {meta['model']!r}: "
+                "unset ASSETDB_TEXT_MODEL, or distil a text model from the catalogue's model"
+            )
+        return manifest.name
+
     def init(self, load_encoder: Callable[[], Encoder] | None = None) -> Any:
         """Migrate, record the model (loaded only on the first run), the search breadth
-        and the read-only role. Returns assetdb.db.schema.Initialised."""
+        and the read-only role, and the separate text models found compatible with the
+        model (TEXT_MODELS_META_KEY). Returns assetdb.db.schema.Initialised."""
         from assetdb.db import schema
 
-        return schema.initialise(self.settings, load_encoder or self.load_encoder)
+        done = schema.initialise(self.settings, load_encoder or self.load_encoder)
+        text = self.check_text_model(self.model_name(done.meta), done.meta)
+        if text is not None:
+            from assetdb.embedding.text_model import check_pair, read_manifest
+
+            check_pair(done.meta["model"], int(done.meta["dimension"]), read_manifest(text))
+            with self.connect() as conn:
+                done.meta = schema.record_text_model(conn, text)
+        return done
+
+    def text_models(self, meta: dict[str, str] | None = None) -> list[str]:
+        """The separate text models recorded as compatible with the catalogue's model."""
+        from assetdb.db.schema import recorded_text_models
+
+        return recorded_text_models(meta if meta is not None else self.meta())
 
     def stats(self) -> dict[str, Any]:
         from assetdb.catalog.stats import catalogue_stats

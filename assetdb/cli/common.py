@@ -29,7 +29,8 @@ def catalogue_meta(settings: Settings, *, read: bool = False) -> dict[str, str]:
 
 
 def load_model(settings: Settings, name: str | None = None,
-               meta: dict[str, str] | None = None):  # noqa: ANN201 - Encoder
+               meta: dict[str, str] | None = None,
+               text_model: str | None = None):  # noqa: ANN201 - Encoder
     """Load the configured model, with a note on stderr (loading takes seconds).
 
     `meta` (from catalogue_meta) names the database's model without asking it again."""
@@ -42,8 +43,13 @@ def load_model(settings: Settings, name: str | None = None,
         model = meta["model"]
     else:
         model = model_to_load(settings)
+    if meta:  # a text model of another dimension is refused before anything loads
+        from assetdb.catalog.catalogue import Catalog
+
+        Catalog(settings).check_text_model(model, meta)
     click.echo(f"Loading model {model} ...", err=True)
-    return load_encoder(model, device=settings.device, batch_size=settings.batch_size)
+    return load_encoder(model, device=settings.device, batch_size=settings.batch_size,
+                        text_model=text_model)
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -32,12 +32,15 @@ def init(as_json: bool) -> None:
     info = {"database": redact(libpq_url(settings)), "model": meta["model"],
             "dimension": int(meta["dimension"]), "read_only_role": reader.role,
             "read_only_role_ready": reader.instructions is None,
-            "admin_statements": reader.instructions}
+            "admin_statements": reader.instructions,
+            "text_models": Catalog(settings).text_models(meta)}
     if as_json:
         print_json(info)
         return
     click.echo(f"Database ready: {info['database']}")
     click.echo(f"Model {info['model']} ({info['dimension']}-d vectors)")
+    for text in info["text_models"]:
+        click.echo(f"Text model {text} (compatible: checked at init)")
     if reader.instructions is None:
         click.echo(f"Read-only role {reader.role} ready (assetdb sql; "
                    "psql \"$(assetdb db url --read-only)\")")

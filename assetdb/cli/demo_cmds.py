@@ -51,7 +51,9 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     diamond) on coloured backgrounds, ingests them into an embedded PostgreSQL with
     the small CLIP shipped in the package (trained from scratch on such images), then
     runs text searches, a similar-image search, a filtered search, a keyword and a
-    hybrid search over a few posters with printed words (read by OCR), zero-shot
+    hybrid search over a few posters with printed words (read by OCR), searches in
+    French, German, Russian, Chinese and Spanish (the model's text encoder is
+    multilingual), zero-shot
     classification and a moderation rule. Every image's title is its true caption,
     and ✓/✗ marks whether a result shows what was asked for (· once every
     right answer the catalogue holds is shown).
@@ -80,6 +82,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     encoder = walkthrough.load_demo_model(settings)
     report = walkthrough.prepare(settings, encoder, log)
     searches = walkthrough.text_searches(settings, encoder)
+    multilingual = walkthrough.language_searches(settings, encoder)
     similar = walkthrough.similar_search(settings)
     filtered = walkthrough.filtered_search(settings, encoder)
     worded = walkthrough.word_searches(settings, encoder)
@@ -96,6 +99,7 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
         print_json({
             "home": str(settings.home), "model": settings.model, "ingest": report.as_dict(),
             "text_searches": [_search_json(s) for s in searches],
+            "language_searches": [_search_json(s) for s in multilingual],
             "similar": _search_json(similar), "filtered": _search_json(filtered),
             "word_searches": [_search_json(s) for s in worded],
             "zero_shot": {"images": len(classified), "accuracy": accuracy,
@@ -124,6 +128,9 @@ def demo(home: Path | None, as_json: bool, stop: bool) -> None:
     _print_search(n + 1, similar)
     _print_search(n + 2, filtered)
     for search in worded:  # posters with printed words: keyword, then hybrid
+        n += 1
+        _print_search(n + 2, search)
+    for search in multilingual:  # the multilingual text encoder
         n += 1
         _print_search(n + 2, search)
     click.echo(f"\n{n + 3}. Zero-shot classification of {len(classified)} new images into "

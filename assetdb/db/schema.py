@@ -103,6 +103,29 @@ def record_ef_search(conn: Connection, ef_search: int) -> int:
     return value
 
 
+TEXT_MODELS_META_KEY = "text_models"  # JSON list: text models checked against the model
+
+
+def recorded_text_models(meta: dict[str, str]) -> list[str]:
+    import json
+
+    try:
+        value = json.loads(meta.get(TEXT_MODELS_META_KEY) or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def record_text_model(conn: Connection, name: str) -> dict[str, str]:
+    """Add a text model (checked compatible by the caller) to the catalogue's record."""
+    import json
+
+    known = recorded_text_models(read_meta(conn))
+    if name not in known:
+        _record_meta(conn, TEXT_MODELS_META_KEY, json.dumps([*known, name]))
+    return read_meta(conn)
+
+
 def is_initialised(conn: Connection) -> bool:
     return conn.execute(text("SELECT to_regclass('assetdb_meta') IS NOT NULL")).scalar_one()
 

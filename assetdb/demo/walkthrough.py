@@ -205,6 +205,16 @@ def text_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Sear
             for q, shape, color in TEXT_QUERIES]
 
 
+def language_searches(settings: Settings, encoder: Encoder, k: int = 5) -> list[Search]:
+    """Queries in other languages (through the model's multilingual text encoder), on
+    (colour, shape) pairs its distillation never saw."""
+    from assetdb.demo.languages import LANGUAGE_NAMES, demo_queries
+
+    return [Search(f"{LANGUAGE_NAMES[lang]}: {q!r}", f'assetdb search "{q}" -k {k}',
+                   Catalog(settings).search_text(encoder, q, k=k), (shape, color))
+            for lang, q, color, shape in demo_queries()]
+
+
 def filtered_search(settings: Settings, encoder: Encoder, k: int = 5) -> Search:
     query, meta = FILTERED_QUERY
     opts = " ".join(f"--meta {key}={value}" for key, value in meta.items())

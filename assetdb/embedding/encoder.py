@@ -96,6 +96,7 @@ class PairedEncoder:
             )
         self.image, self.text = image, text
         self.name, self.dimension = image.name, image.dimension
+        self.text_name = text.name
         self.towers = frozenset({IMAGE, TEXT})
         self.preprocess, self.scoring = image.preprocess, image.scoring
         self.batch_size = image.batch_size
@@ -120,14 +121,48 @@ def canonical_model_name(name: str) -> str:
 _LOADED: dict[tuple[str, str | None, int], Encoder] = {}
 
 
-def load_encoder(name: str, device: str | None = None, batch_size: int = 32) -> Encoder:
-    """Load (once per process) the model named by ASSETDB_MODEL or a CLI option, through
-    the first registered backend that claims it (assetdb.embedding.registry)."""
+def _load_one(name: str, device: str | None, batch_size: int) -> Encoder:
     from assetdb.embedding.registry import backend_for
 
     key = (canonical_model_name(name), device, batch_size)
     if key not in _LOADED:
         _LOADED[key] = backend_for(name).load(name, device, batch_size)
+    return _LOADED[key]
+
+
+def text_model_for(name: str, text_model: str | None = None) -> str | None:
+    """The separate text model to pair with the image model `name`: `text_model` when
+    given, else ASSETDB_TEXT_MODEL, else the one the model directory names; None (or
+    `builtin`): the model's own text tower."""
+    from assetdb.config import read_setting
+    from assetdb.embedding.text_model import BUILTIN, is_text_model, referenced_text_model
+
+    if is_text_model(name):
+        return None  # a text model on its own
+    chosen = text_model or read_setting("ASSETDB_TEXT_MODEL")
+    if chosen == BUILTIN:
+        return None
+    return chosen or referenced_text_model(name)
+
+
+def load_encoder(name: str, device: str | None = None, batch_size: int = 32,
+                 text_model: str | None = None) -> Encoder:
+    """Load (once per process) the model named by ASSETDB_MODEL or a CLI option, through
+    the first registered backend that claims it (assetdb.embedding.registry), paired with
+    its separate text model when there is one (text_model_for). The pair is checked from
+    the manifests (dimension, teacher) before any weights load."""
+    from assetdb.embedding.text_model import check_pair, declared_dimension, read_manifest
+
+    text_name = text_model_for(name, text_model)
+    if text_name is None:
+        return _load_one(name, device, batch_size)
+    manifest = read_manifest(text_name)
+    check_pair(name, declared_dimension(name), manifest)
+    key = (canonical_model_name(name) + "\n" + manifest.name, device, batch_size)
+    if key not in _LOADED:
+        image = _load_one(name, device, batch_size)
+        check_pair(name, image.dimension, manifest)
+        _LOADED[key] = PairedEncoder(image, _load_one(manifest.name, device, batch_size))
     return _LOADED[key]
 
 
@@ -138,4 +173,5 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["Encoder", "PairedEncoder", "Preprocess", "Scoring", "SigmoidScoring",
-           "SoftmaxScoring", "canonical_model_name", "load_encoder", "softmax"]
+           "SoftmaxScoring", "canonical_model_name", "load_encoder", "softmax",
+           "text_model_for"]

@@ -56,6 +56,22 @@ def _onnx_clip() -> Backend:
     return Backend("onnx-clip", claims, load)
 
 
+def _clip_text() -> Backend:
+    """Text models made by `assetdb finetune --distill-text` (they hold its manifest)."""
+
+    def claims(model: str) -> bool:
+        from assetdb.embedding.text_model import is_text_model
+
+        return is_text_model(model)
+
+    def load(model: str, device: str | None, batch_size: int) -> object:
+        from assetdb.embedding.backends.clip_text import ClipTextEncoder
+
+        return ClipTextEncoder(model, device=device, batch_size=batch_size)
+
+    return Backend("clip-text", claims, load)
+
+
 _REGISTRY: Registry[Backend] = Registry(ENTRY_POINT_GROUP, "model backend", ModelError)
 register = _REGISTRY.register  # from code (tests, notebooks); entry points need no call
 reload_plugins = _REGISTRY.reload_plugins
@@ -63,8 +79,9 @@ reload_plugins = _REGISTRY.reload_plugins
 
 def backends() -> list[Backend]:
     """Every backend, in the order they are asked: registered, plugins, built-in (the ONNX
-    one claims only its own exports; sentence-transformers everything else)."""
-    return [*_REGISTRY.registered, *_REGISTRY.plugins(), _onnx_clip(),
+    and text-model ones claim only their own directories; sentence-transformers everything
+    else)."""
+    return [*_REGISTRY.registered, *_REGISTRY.plugins(), _onnx_clip(), _clip_text(),
             _sentence_transformers_clip()]
 
 

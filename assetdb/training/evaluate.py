@@ -84,5 +84,16 @@ def retrieval_recall(
         raise AssetdbError("no pairs to evaluate")
     images = _embed(encoder, [p.image for p in pairs], batch_size, workers, progress)
     texts = encoder.encode_texts([p.caption for p in pairs])
-    return {"mode": "retrieval", "model": encoder.name, "pairs": len(pairs),
-            "recall": recall_at_k(images, texts, [p.caption for p in pairs], ks)}
+    result = {"mode": "retrieval", "model": encoder.name,
+              "text_model": getattr(encoder, "text_name", None), "pairs": len(pairs),
+              "recall": recall_at_k(images, texts, [p.caption for p in pairs], ks)}
+    langs = sorted({p.language for p in pairs if p.language})
+    if langs:  # each language's captions against the images they describe
+        result["per_language"] = {}
+        for lang in langs:
+            rows = [i for i, p in enumerate(pairs) if p.language == lang]
+            result["per_language"][lang] = {
+                "pairs": len(rows),
+                "recall": recall_at_k(images[rows], texts[rows],
+                                      [pairs[i].caption for i in rows], ks)}
+    return result

@@ -15,10 +15,14 @@ IMAGE_KEYS = ("image", "image_path", "path", "file", "filename", "file_name")
 CAPTION_KEYS = ("caption", "text", "description", "title")
 
 
+LANGUAGE_KEYS = ("language", "lang")
+
+
 @dataclass(frozen=True)
 class Pair:
     image: Path
     caption: str
+    language: str | None = None  # optional: `assetdb eval --pairs` reports each apart
 
 
 def _pick(row: dict, keys: tuple[str, ...]) -> object:
@@ -66,7 +70,9 @@ def load_pairs(path: Path) -> list[Pair]:
         file = (path.parent / str(image)).expanduser()
         if not file.is_file():
             raise AssetdbError(f"{where}: image not found: {file}")
-        pairs.append(Pair(file.resolve(), str(caption).strip()))
+        language = _pick(row, LANGUAGE_KEYS)
+        pairs.append(Pair(file.resolve(), str(caption).strip(),
+                          str(language).strip().lower() if language is not None else None))
     if not pairs:
         raise AssetdbError(f"{path}: no pairs")
     return pairs

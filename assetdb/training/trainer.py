@@ -21,6 +21,7 @@ import numpy as np
 
 from assetdb.embedding.images import load_image
 from assetdb.errors import AssetdbError
+from assetdb.training.augment import NO_AUGMENT, AugmentConfig, augment
 from assetdb.training.metrics import recall_at_k
 from assetdb.training.pairs import Pair, split_pairs
 
@@ -38,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    augment: AugmentConfig = NO_AUGMENT  # fresh random transforms of every image per step
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TrainReport:
     after: dict[str, float]
     logit_scale: float
     losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    augment: dict[str, Any] = field(default_factory=dict)  # the augmentation used
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -196,6 +199,9 @@ def finetune(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     rng = random.Random(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # the augmentation's draws, reproducible
+    proc = clip.processor.image_processor
+    mean, std = getattr(proc, "image_mean", None), getattr(proc, "image_std", None)
     step, losses = 0, []
     for epoch in range(cfg.epochs):
         model.train()
@@ -205,7 +211,8 @@ def finetune(
         for b in range(steps_per_epoch):
             idx = torch.tensor(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
             tokens = {k: v[idx] for k, v in train_tokens.items()}
-            img, txt = clip.embed(train_pixels[idx], tokens)
+            pixels = augment(train_pixels[idx], cfg.augment, gen, mean, std)
+            img, txt = clip.embed(pixels, tokens)
             loss = contrastive_loss(img, txt, model.logit_scale,
                                     train_groups[idx].to(clip.device))
             optimizer.zero_grad(set_to_none=True)
@@ -232,7 +239,7 @@ def finetune(
         base=base, out=str(out.resolve()), train_pairs=len(train), val_pairs=len(val),
         epochs=cfg.epochs, steps=step, seconds=round(time.perf_counter() - started, 1),
         before=before, after=after, logit_scale=float(model.logit_scale.detach().exp()),
-        losses=losses,
+        losses=losses, augment=cfg.augment.as_dict(),
     )
 
 
