@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import random
 import re
 import shutil
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from assetdb.errors import AssetdbError
+from assetdb.training.pairs import split_by
 
 ENGLISH_KEYS = ("english", "en", "source")
 TRANSLATION_KEYS = ("translation", "text", "target")
@@ -233,20 +233,6 @@ def per_language_retrieval(student: Any, tokenizer: Any, pairs: Sequence[Transla
     return out
 
 
-def _split(pairs: Sequence[TranslationPair], fraction: float,
-           seed: int) -> tuple[list[TranslationPair], list[TranslationPair]]:
-    """By English sentence: a held-out sentence has none of its translations in training."""
-    if not 0 < fraction < 1:
-        raise AssetdbError(f"the validation fraction must lie between 0 and 1, got {fraction}")
-    english = sorted({p.english for p in pairs})
-    random.Random(seed).shuffle(english)
-    n_val = max(1, round(len(english) * fraction))
-    if n_val >= len(english):
-        raise AssetdbError(f"too few English sentences ({len(english)}) to hold some out")
-    held = set(english[:n_val])
-    return [p for p in pairs if p.english not in held], [p for p in pairs if p.english in held]
-
-
 StepCallback = Callable[[int, int, float], None]
 
 
@@ -280,7 +266,9 @@ def distill_text(
     pairs = list(dict.fromkeys([*pairs, *(TranslationPair(p.english, p.english, "en")
                                           for p in pairs)]))
     languages = sorted({p.language for p in pairs})
-    train, val = _split(pairs, cfg.val_fraction, cfg.seed)
+    # By English sentence: a held-out sentence has none of its translations in training.
+    train, val = split_by(pairs, lambda p: p.english, cfg.val_fraction, cfg.seed,
+                          "English sentences")
     if len(train) < cfg.batch_size:
         raise AssetdbError(f"{len(train)} training pairs are fewer than one batch "
                            f"({cfg.batch_size}); lower --batch-size")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from assetdb.errors import AssetdbError
+
+T = TypeVar("T")
 
 IMAGE_KEYS = ("image", "image_path", "path", "file", "filename", "file_name")
 CAPTION_KEYS = ("caption", "text", "description", "title")
@@ -78,16 +81,24 @@ def load_pairs(path: Path) -> list[Pair]:
     return pairs
 
 
+def split_by(items: Sequence[T], key: Callable[[T], str], fraction: float, seed: int,
+             noun: str) -> tuple[list[T], list[T]]:
+    """A seeded split by key, so that no key sits on both sides (no image of the training
+    set in validation, no English sentence of a held-out translation in training)."""
+    if not 0 < fraction < 1:
+        raise AssetdbError(f"the validation fraction must lie between 0 and 1, got {fraction}")
+    keys = sorted({key(item) for item in items})
+    random.Random(seed).shuffle(keys)
+    n_val = max(1, round(len(keys) * fraction))
+    if n_val >= len(keys):
+        raise AssetdbError(f"too few {noun} ({len(keys)}) to hold out a validation split")
+    held = set(keys[:n_val])
+    return ([item for item in items if key(item) not in held],
+            [item for item in items if key(item) in held])
+
+
 def split_pairs(
     pairs: Sequence[Pair], val_fraction: float, seed: int = 0
 ) -> tuple[list[Pair], list[Pair]]:
     """A seeded split by image, so no image sits on both sides."""
-    if not 0 < val_fraction < 1:
-        raise AssetdbError(f"the validation fraction must lie between 0 and 1, got {val_fraction}")
-    images = sorted({p.image for p in pairs})
-    random.Random(seed).shuffle(images)
-    n_val = max(1, round(len(images) * val_fraction))
-    if n_val >= len(images):
-        raise AssetdbError(f"too few images ({len(images)}) to hold out a validation split")
-    held = set(images[:n_val])
-    return [p for p in pairs if p.image not in held], [p for p in pairs if p.image in held]
+    return split_by(pairs, lambda p: p.image, val_fraction, seed, "images")
