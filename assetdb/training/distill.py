@@ -13,7 +13,6 @@ is the nearest teacher embedding among the held-out English sentences its own?
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from assetdb.errors import AssetdbError
-from assetdb.training.pairs import split_by
+from assetdb.training.pairs import read_rows, split_by
 
 ENGLISH_KEYS = ("english", "en", "source")
 TRANSLATION_KEYS = ("translation", "text", "target")
@@ -99,24 +98,7 @@ def load_translation_pairs(path: Path, languages: Sequence[str] = ()) -> list[Tr
     path = Path(path).expanduser()
     if not path.is_file():
         raise AssetdbError(f"pairs file not found: {path}")
-    suffix = path.suffix.lower()
-    rows: list[tuple[str, dict]] = []
-    if suffix in (".jsonl", ".ndjson"):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise AssetdbError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise AssetdbError(f"{path}:{n}: each line must be a JSON object")
-                rows.append((f"{path}:{n}", row))
-    elif suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = [(f"{path}:{n}", dict(r)) for n, r in enumerate(reader, start=2)]
-    else:
-        raise AssetdbError(f"{path}: translation pairs must be a .jsonl, .csv or .tsv file")
+    rows = read_rows(path, "translation pairs", tsv=True)
     pairs = []
     for where, row in rows:
         english, translation = _pick(row, ENGLISH_KEYS), _pick(row, TRANSLATION_KEYS)

@@ -35,7 +35,10 @@ def _pick(row: dict, keys: tuple[str, ...]) -> object:
     return None
 
 
-def _rows(path: Path) -> list[tuple[str, dict]]:
+def read_rows(path: Path, what: str = "pairs", *, tsv: bool = False
+              ) -> list[tuple[str, dict]]:
+    """(where, row) for each row of a .jsonl or .csv file (and .tsv where allowed);
+    `where` is path:line for error messages."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         out = []
@@ -50,10 +53,12 @@ def _rows(path: Path) -> list[tuple[str, dict]]:
                 raise AssetdbError(f"{path}:{n}: each line must be a JSON object")
             out.append((f"{path}:{n}", row))
         return out
-    if suffix == ".csv":
+    if suffix == ".csv" or (tsv and suffix == ".tsv"):
         with path.open(newline="", encoding="utf-8") as fh:
-            return [(f"{path}:{n}", dict(row)) for n, row in enumerate(csv.DictReader(fh), 2)]
-    raise AssetdbError(f"{path}: pairs must be a .jsonl or .csv file")
+            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            return [(f"{path}:{n}", dict(row)) for n, row in enumerate(reader, 2)]
+    kinds = ".jsonl, .csv or .tsv" if tsv else ".jsonl or .csv"
+    raise AssetdbError(f"{path}: {what} must be a {kinds} file")
 
 
 def load_pairs(path: Path) -> list[Pair]:
@@ -63,7 +68,7 @@ def load_pairs(path: Path) -> list[Pair]:
     if not path.is_file():
         raise AssetdbError(f"pairs file not found: {path}")
     pairs: list[Pair] = []
-    for where, row in _rows(path):
+    for where, row in read_rows(path):
         image, caption = _pick(row, IMAGE_KEYS), _pick(row, CAPTION_KEYS)
         if image is None or caption is None:
             raise AssetdbError(
