@@ -103,29 +103,35 @@ def sql_function_runner(url: str, case: Case, row_of_id: dict[int, int]
     return run
 
 
+def case_where(case: Case) -> tuple[str, dict[str, Any]]:
+    """The case's filters as a plain SQL WHERE clause and its bind parameters."""
+    from psycopg.types.json import Jsonb
+
+    conds, params = [], {}
+    f = case.filters
+    if "tags_all" in f:
+        conds.append("tags @> %(tags)s")
+        params["tags"] = f["tags_all"]
+    if "metadata" in f:
+        conds.append("metadata @> %(meta)s")
+        params["meta"] = Jsonb(f["metadata"])
+    if "captured_after" in f:
+        conds.append("captured_at >= %(ca)s AND captured_at <= %(cb)s")
+        params.update(ca=f["captured_after"], cb=f["captured_before"])
+    return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
 def sweep(url: str, data: Any, case_list: list[Case], truth: dict[str, np.ndarray],  # noqa: ANN401
           row_of_id: dict[int, int]) -> list[dict[str, Any]]:
     """The raw HNSW walk at several breadths, and the exact plan, per case."""
     import psycopg
     from pgvector.psycopg import register_vector
-    from psycopg.types.json import Jsonb
 
     out = []
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
         for case in case_list:
-            conds, params = [], {}
-            f = case.filters
-            if "tags_all" in f:
-                conds.append("tags @> %(tags)s")
-                params["tags"] = f["tags_all"]
-            if "metadata" in f:
-                conds.append("metadata @> %(meta)s")
-                params["meta"] = Jsonb(f["metadata"])
-            if "captured_after" in f:
-                conds.append("captured_at >= %(ca)s AND captured_at <= %(cb)s")
-                params.update(ca=f["captured_after"], cb=f["captured_before"])
-            where = ("WHERE " + " AND ".join(conds)) if conds else ""
+            where, params = case_where(case)
             variants: list[tuple[str, str, dict[str, str]]] = []
             for ef in (100, 200, 400):
                 variants.append((f"index ef_search={ef}", (
