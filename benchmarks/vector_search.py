@@ -232,6 +232,7 @@ def main() -> None:
                                  "own_cluster": round(own_cluster_share(
                                      data, truth[case.name]), 3),
                                  "plan": "/".join(names), **m,
+                                 "sampled": sum(p.sampled is not None for p in plans),
                                  "counted": sum(p.counted is not None for p in plans),
                                  "fallbacks": sum(p.fallback for p in plans),
                                  "estimated_rows": plans[-1].estimated_rows,

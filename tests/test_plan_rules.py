@@ -60,7 +60,8 @@ def _fill(database_url: str, run_cli):  # noqa: ANN001, ANN202
     vectors = centres[cluster] + rng.standard_normal((ROWS, dim)).astype(np.float32) * 0.15
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     tags: list[list[str]] = [[] for _ in range(ROWS)]
-    for tag, share in (("half", 0.5), ("wide", 0.6), ("p8", 0.08), ("p1", 0.01)):
+    for tag, share in (("half", 0.5), ("wide", 0.6), ("p8", 0.08), ("p1", 0.01),
+                       ("q22", 0.22), ("p15", 0.15), ("fading", 0.2)):
         for r in rng.permutation(ROWS)[: int(ROWS * share)]:
             tags[r].append(tag)
     # "d10": 10% of rows, 80% of them captured in 2024 (correlated with the date).
@@ -91,16 +92,21 @@ def _fill(database_url: str, run_cli):  # noqa: ANN001, ANN202
         # A tag the statistics put on 60% of the rows, now left on a handful.
         cur.execute("UPDATE assets SET tags = array_remove(tags, 'wide') "
                     "WHERE 'wide' = ANY(tags) AND id % 1000 <> 0")
+        # One the statistics put on 20% (in the band above the threshold), now on 2%.
+        cur.execute("UPDATE assets SET tags = array_remove(tags, 'fading') "
+                    "WHERE 'fading' = ANY(tags) AND id % 10 <> 0")
         ids = dict(cur.execute("SELECT uri, id FROM assets").fetchall())
     id_of_row = np.array([ids[f"mem://{i}"] for i in range(ROWS)])
-    masks = {t: np.array([t in tags[i] for i in range(ROWS)]) for t in ("half", "p8", "p1",
-                                                                      "d10")}
+    masks = {t: np.array([t in tags[i] for i in range(ROWS)])
+             for t in ("half", "p8", "p1", "d10", "q22", "p15")}
     masks["late"] = np.isin(np.arange(ROWS), late)
     masks["acme"] = brand == "acme"
     masks["2024"] = (days >= y2024[0]) & (days < y2024[1])
     with psycopg.connect(database_url) as conn:
-        wide = {r[0] for r in conn.execute("SELECT id FROM assets WHERE 'wide' = ANY(tags)")}
-    masks["wide"] = np.isin(id_of_row, list(wide))
+        for tag in ("wide", "fading"):
+            left = [r[0] for r in conn.execute("SELECT id FROM assets WHERE %s = ANY(tags)",
+                                               [tag])]
+            masks[tag] = np.isin(id_of_row, left)
     queries = vectors[rng.permutation(ROWS)[:8]] + 0.05 * unit_vectors(8, dim, seed=9)
     return settings, model, vectors, id_of_row, masks, queries, database_url
 
@@ -145,6 +151,34 @@ def test_a_filter_near_the_threshold_is_counted(catalogue):
     assert got == _truth(vectors, id_of_row, masks["p8"], queries[1])
 
 
+def test_near_the_threshold_a_sample_or_the_exact_scan_decides(catalogue):
+    """Estimates above the threshold but within MARGIN of it: a sample of pages (here the
+    whole small table) that shows at least SAMPLE_MARGIN x the threshold sends the
+    search to the index without a count; otherwise the exact plan scans at most
+    threshold + 1 rows, answering if no more matched, handing over to the index if
+    more did."""
+    settings, model, vectors, id_of_row, masks, queries, database_url = catalogue
+    q = queries[2]
+    got, plan = _search(settings, model, q, Filters(tags_all=["q22"]))  # 2,200 rows
+    assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4, plan
+    assert plan.sampled == int(masks["q22"].sum()) and plan.counted is None, plan
+    assert plan.name == "index" and not plan.fallback
+    assert len(set(got) & set(_truth(vectors, id_of_row, masks["q22"], q))) >= 9
+
+    got, plan = _search(settings, model, q, Filters(tags_all=["p15"]))  # 1,500 rows
+    assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4, plan
+    assert plan.sampled == 1500 and plan.counted == THRESHOLD + 1
+    assert plan.name == "index" and plan.max_scan_tuples > 0
+    assert len(set(got) & set(_truth(vectors, id_of_row, masks["p15"], q))) >= 9
+
+    left = int(masks["fading"].sum())  # the statistics say 2,000; about 200 are left
+    assert 0 < left < THRESHOLD
+    got, plan = _search(settings, model, q, Filters(tags_all=["fading"]))
+    assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4 and plan.sampled == left, plan
+    assert plan.counted == left and plan.name == "exact"
+    assert got == _truth(vectors, id_of_row, masks["fading"], q)
+
+
 @pytest.mark.parametrize("case", ["late", "acme", "d10+2024", "wide"])
 def test_wrong_estimates_cost_no_recall(catalogue, case):
     """late: a tag on 0.1% that the statistics never saw; acme: a jsonb key=value;
@@ -178,6 +212,9 @@ def test_the_sql_functions_follow_the_same_plan_rules(catalogue):
         (Filters(tags_all=["half"]), {"tags": ["half"]}),
         (Filters(tags_all=["p8"]), {"tags": ["p8"]}),
         (Filters(tags_all=["p1"]), {"tags": ["p1"]}),
+        (Filters(tags_all=["q22"]), {"tags": ["q22"]}),
+        (Filters(tags_all=["p15"]), {"tags": ["p15"]}),
+        (Filters(tags_all=["fading"]), {"tags": ["fading"]}),
         (Filters(metadata={"brand": "acme"}), {"meta": Jsonb({"brand": "acme"})}),
         (Filters(tags_all=["d10"], captured_after=datetime(2024, 1, 1, tzinfo=UTC)),
          {"tags": ["d10"], "captured_after": datetime(2024, 1, 1, tzinfo=UTC)}),

@@ -21,14 +21,29 @@ from typing import Any
 
 import numpy as np
 from pgvector.sqlalchemy import HALFVEC, Vector
-from sqlalchemy import ColumnElement, Connection, Select, cast, literal, select, text
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
 
 from assetdb.db.models import Asset
 from assetdb.search.filters import Filters
 from assetdb.search.filters import where as filter_clauses
-from assetdb.search.plan import Plan, PlanRules, choose_plan
+from assetdb.search.plan import Plan, PlanRules, choose_plan, index_walk
 
 A = Asset.__table__.c
+# Zero-shot labels and moderation results (migration 0004), joined onto the k hits.
+_CLASSIFIED = table("classifications", column("asset_id"), column("labels"),
+                    column("moderation"))
 
 
 @dataclass
@@ -89,8 +104,17 @@ def nearest(
     rules = PlanRules(exact_max_rows=exact_max_rows, ef_search=ef_search)
     plan = choose_plan(conn, clauses, k, rules, filtered=not filters.is_empty())
     rows = None
-    if not plan.exact:
-        rows = _index_rows(conn, vector, clauses, k, plan)
+    query_vector = _bound(vector)
+    if plan.capped:
+        rows, plan.counted = _exact_rows_capped(conn, query_vector, clauses, k,
+                                                rules.exact_max_rows)
+        if plan.counted <= rules.exact_max_rows:
+            plan.exact = True
+        else:  # more rows match than the exact plan takes: the index answers
+            rows = None
+            index_walk(plan, k, max(plan.estimated_rows or 0, plan.counted), rules)
+    if not plan.exact and rows is None:
+        rows = _index_rows(conn, query_vector, clauses, k, plan)
         if len(rows) < k:
             # The walk ran out before it found k candidates: fewer rows match than the
             # estimate said, or they lie beyond the scan's limit. Exact is right either way.
@@ -98,45 +122,73 @@ def nearest(
             plan.exact = True
             rows = None
     if rows is None:
-        rows = _exact_rows(conn, vector, clauses, k)
+        rows = _exact_rows(conn, query_vector, clauses, k)
     if min_similarity is not None:
         rows = [r for r in rows if r.distance <= 1.0 - min_similarity]
     if plan_out is not None:
         plan_out.append(plan)
-    found = _classifications(conn, [r.id for r in rows])
     return [
         Hit(id=r.id, uri=r.uri, title=r.title, similarity=round(1.0 - float(r.distance), 6),
             kind=r.kind, tags=list(r.tags or []), hidden=r.hidden,
-            labels=found.get(r.id, ({}, {}))[0], moderation=found.get(r.id, ({}, {}))[1])
+            labels=r.labels or {}, moderation=r.moderation or {})
         for r in rows
     ]
 
 
-def _columns(vector: np.ndarray) -> tuple[Any, ...]:
-    distance = A.embedding.cosine_distance(literal(vector, Vector(len(vector))))
+def _bound(vector: np.ndarray) -> BindParameter[Any]:
+    """The query vector as one bind parameter: every place a statement uses it refers to
+    the same parameter, so it is encoded and sent once."""
+    return bindparam("query_vector", vector, type_=Vector(len(vector)))
+
+
+def _columns(query_vector: BindParameter[Any]) -> tuple[Any, ...]:
+    distance = A.embedding.cosine_distance(query_vector)
     return (A.id, A.uri, A.title, A.kind, A.tags, A.hidden, distance.label("distance"))
 
 
-def _exact_rows(conn: Connection, vector: np.ndarray, clauses: Sequence[ColumnElement[bool]],
-                k: int) -> list[Any]:
+def _top_k(candidates: Any, k: int) -> Select[Any]:  # noqa: ANN401 - a CTE
+    """The k nearest of the candidates in exact order, with their classifications (a join
+    on k rows, after the search, so it leaves the search's plan alone)."""
+    return (select(candidates, _CLASSIFIED.c.labels, _CLASSIFIED.c.moderation)
+            .select_from(candidates.outerjoin(
+                _CLASSIFIED, _CLASSIFIED.c.asset_id == candidates.c.id))
+            .order_by(candidates.c.distance, candidates.c.id).limit(k))
+
+
+def _exact_rows(conn: Connection, query_vector: BindParameter[Any],
+                clauses: Sequence[ColumnElement[bool]], k: int) -> list[Any]:
     """Every matching row, sorted by the float32 distance. MATERIALIZED keeps the planner
     from pushing the ORDER BY into the HNSW index (which would make it approximate)."""
-    candidates = select(*_columns(vector)).where(*clauses).cte("candidates").prefix_with(
-        "MATERIALIZED")
-    query: Select[Any] = (select(candidates)
-                          .order_by(candidates.c.distance, candidates.c.id).limit(k))
-    return list(conn.execute(query).all())
+    candidates = select(*_columns(query_vector)).where(*clauses).cte(
+        "candidates").prefix_with("MATERIALIZED")
+    return list(conn.execute(_top_k(candidates, k)).all())
 
 
-def half_distance(vector: np.ndarray) -> ColumnElement[Any]:
+def _exact_rows_capped(conn: Connection, query_vector: BindParameter[Any],
+                       clauses: Sequence[ColumnElement[bool]], k: int,
+                       threshold: int) -> tuple[list[Any], int]:
+    """The exact plan over at most threshold + 1 matching rows, and how many it found
+    (the rows are exact only when that is no more than the threshold)."""
+    candidates = select(*_columns(query_vector)).where(*clauses).limit(
+        threshold + 1).cte("candidates").prefix_with("MATERIALIZED")
+    query = _top_k(candidates, k).add_columns(
+        select(func.count()).select_from(candidates).scalar_subquery().label("matched"))
+    rows = list(conn.execute(query).all())
+    if not rows:
+        return [], 0
+    return rows, int(rows[0].matched)
+
+
+def half_distance(vector: np.ndarray | BindParameter[Any]) -> ColumnElement[Any]:
     """The distance the index orders by; spelled exactly as the index expression."""
-    dim = len(vector)
-    return cast(A.embedding, HALFVEC(dim)).cosine_distance(
-        cast(literal(vector, Vector(dim)), HALFVEC(dim)))
+    if not isinstance(vector, BindParameter):
+        vector = _bound(np.asarray(vector, dtype=np.float32))
+    dim = vector.type.dim
+    return cast(A.embedding, HALFVEC(dim)).cosine_distance(cast(vector, HALFVEC(dim)))
 
 
-def _index_rows(conn: Connection, vector: np.ndarray, clauses: Sequence[ColumnElement[bool]],
-                k: int, plan: Plan) -> list[Any]:
+def _index_rows(conn: Connection, query_vector: BindParameter[Any],
+                clauses: Sequence[ColumnElement[bool]], k: int, plan: Plan) -> list[Any]:
     """plan.candidates rows from the HNSW walk, re-ranked by the float32 distance."""
     # One round trip for the walk's settings. enable_sort off: left alone, the planner may
     # sort every matching row (GIN bitmap + sort) instead of walking the index.
@@ -146,10 +198,10 @@ def _index_rows(conn: Connection, vector: np.ndarray, clauses: Sequence[ColumnEl
         "set_config('hnsw.max_scan_tuples', :scan, true), "
         "set_config('enable_sort', 'off', true)"),
         {"ef": str(plan.ef_search), "scan": str(plan.max_scan_tuples)})
-    inner = (select(*_columns(vector)).where(*clauses).order_by(half_distance(vector))
+    inner = (select(*_columns(query_vector)).where(*clauses)
+             .order_by(half_distance(query_vector))
              .limit(plan.candidates)).cte("approx").prefix_with("MATERIALIZED")
-    query = select(inner).order_by(inner.c.distance, inner.c.id).limit(k)
-    rows = list(conn.execute(query).all())
+    rows = list(conn.execute(_top_k(inner, k)).all())
     _set_local(conn, "enable_sort", "on")  # for whatever else runs in this transaction
     return rows
 
