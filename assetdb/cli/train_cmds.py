@@ -36,13 +36,22 @@ def _augment_options(fn):  # noqa: ANN001, ANN202 - a click decorator
                      help="Share of images softened by a 3x3 Gaussian."),
         click.option("--noise", type=float, default=d.noise, show_default=True,
                      help="Pixel noise, standard deviation up to this."),
+        click.option("--outline", type=float, default=d.outline, show_default=True,
+                     help="Share of images whose foreground (what differs from the "
+                          "background colour) is reduced to its outline."),
+        click.option("--texture", type=float, default=d.texture, show_default=True,
+                     help="Share of images whose background gets a random procedural "
+                          "texture in its own colour's shades."),
+        click.option("--shade", type=float, default=d.shade, show_default=True,
+                     help="Foreground and background lighter or darker apart, up to this "
+                          "share (hue kept)."),
     ]):
         fn = option(fn)
     return fn
 
 
 _AUGMENT_KEYS = ("crop_scale", "aspect", "rotate", "flip", "translate", "zoom_out",
-                 "color_jitter", "blur", "noise")
+                 "color_jitter", "blur", "noise", "outline", "texture", "shade")
 
 
 @click.command()
