@@ -28,7 +28,11 @@ from typing import Any
 
 from assetdb.errors import AssetdbError
 
-FLIPS = ("none", "horizontal", "both")
+# "dihedral" adds transposes (mirroring across a diagonal) to both flips: with them every
+# turn by a multiple of 90 degrees, the 8 symmetries of a square (aerial and microscope
+# images, icons of symmetric things). A turn by 90 degrees keeps a square a square, unlike
+# one by 45.
+FLIPS = ("none", "horizontal", "both", "dihedral")
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class AugmentConfig:
     crop_scale: float = 0.6  # random resized crop: the crop keeps this share of the area at least
     aspect: float = 1.33  # crop aspect ratio drawn in [1/aspect, aspect] (stretches the content)
     rotate: float = 30.0  # degrees, drawn in [-rotate, rotate]
-    flip: str = "horizontal"  # none | horizontal | both (mirror images keep their label)
+    flip: str = "horizontal"  # none | horizontal | both | dihedral (+ turns by 90 degrees)
     translate: float = 0.1  # position jitter, a share of the side
     zoom_out: float = 1.3  # scale jitter: up to this factor smaller (content shrinks)
     color_jitter: float = 0.0  # brightness/contrast/saturation in [1 - j, 1 + j]; 0: off
@@ -100,7 +104,7 @@ def affine_matrices(n: int, cfg: AugmentConfig, gen: Any) -> Any:
     sy = (area / ratio).sqrt().clamp(max=1.0) * zoom
     if cfg.flip in ("horizontal", "both"):
         sx = sx * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    if cfg.flip == "both":
+    if cfg.flip in ("both", "dihedral"):
         sy = sy * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     angle = _uniform(n, -cfg.rotate, cfg.rotate, gen) * (math.pi / 180)
     # The crop may lie anywhere inside the image, plus the position jitter.
@@ -109,10 +113,14 @@ def affine_matrices(n: int, cfg: AugmentConfig, gen: Any) -> Any:
     ty = (1 - sy.abs()).clamp(min=0) * _uniform(n, -1, 1, gen) + _uniform(
         n, -2 * cfg.translate, 2 * cfg.translate, gen)
     cos, sin = angle.cos(), angle.sin()
-    return torch.stack([
+    theta = torch.stack([
         torch.stack([sx * cos, -sy * sin, tx], dim=1),
         torch.stack([sx * sin, sy * cos, ty], dim=1),
     ], dim=1)
+    if cfg.flip == "dihedral":  # swap the output's x and y for half the images
+        swap = torch.rand(n, generator=gen) < 0.5
+        theta[swap] = theta[swap][:, :, [1, 0, 2]]
+    return theta
 
 
 def augment(pixels: Any, cfg: AugmentConfig, gen: Any, mean: Any = None, std: Any = None) -> Any:
