@@ -24,8 +24,8 @@ def _augment_options(fn):  # noqa: ANN001, ANN202 - a click decorator
         click.option("--rotate", type=float, default=d.rotate, show_default=True,
                      metavar="DEGREES", help="Rotation drawn in [-D, D]."),
         click.option("--flip", type=click.Choice(FLIPS), default=d.flip, show_default=True,
-                     help="Mirror images: none where mirroring changes the label (text); dihedral adds "
-                          "turns by 90 degrees."),
+                     help="Mirror images: none where mirroring changes the label "
+                          "(text); dihedral adds turns by 90 degrees."),
         click.option("--translate", type=float, default=d.translate, show_default=True,
                      help="Position jitter, a share of the side."),
         click.option("--zoom-out", type=float, default=d.zoom_out, show_default=True,
