@@ -107,3 +107,18 @@ def test_finetune_cli_takes_the_domain_options(tiny_model_dir, tmp_path):
                   "--out", str(tmp_path / "out2"), "--texture", "2")
     assert bad.exit_code != 0 and "texture must lie in 0..1" in bad.output
     assert not (tmp_path / "out2").exists()
+
+
+def test_dihedral_flips_turn_images_by_90_degrees():
+    bar = torch.zeros(1, 3, 8, 8)
+    bar[:, :, 1, 1:6] = 1.0  # a horizontal bar near the top: all 8 symmetries differ
+    cfg = AugmentConfig(**{**STILL, "flip": "dihedral"})
+    gen = torch.Generator().manual_seed(0)
+    seen = {tuple(augment(bar, cfg, gen)[0, 0].round().nonzero().flatten().tolist())
+            for _ in range(80)}
+    assert len(seen) == 8
+    turned = torch.rot90(bar, 1, dims=(2, 3))[0, 0].nonzero().flatten().tolist()
+    assert tuple(turned) in seen  # a quarter turn is one of them
+    both = AugmentConfig(**{**STILL, "flip": "both"})
+    assert len({tuple(augment(bar, both, gen)[0, 0].round().nonzero().flatten().tolist())
+                for _ in range(80)}) == 4  # mirrors alone never turn a bar upright

@@ -102,7 +102,7 @@ def affine_matrices(n: int, cfg: AugmentConfig, gen: Any) -> Any:
     zoom = _uniform(n, 1.0, cfg.zoom_out, gen)
     sx = (area * ratio).sqrt().clamp(max=1.0) * zoom
     sy = (area / ratio).sqrt().clamp(max=1.0) * zoom
-    if cfg.flip in ("horizontal", "both"):
+    if cfg.flip in ("horizontal", "both", "dihedral"):
         sx = sx * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     if cfg.flip in ("both", "dihedral"):
         sy = sy * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
