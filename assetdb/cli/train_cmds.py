@@ -24,7 +24,8 @@ def _augment_options(fn):  # noqa: ANN001, ANN202 - a click decorator
         click.option("--rotate", type=float, default=d.rotate, show_default=True,
                      metavar="DEGREES", help="Rotation drawn in [-D, D]."),
         click.option("--flip", type=click.Choice(FLIPS), default=d.flip, show_default=True,
-                     help="Mirror images: none where mirroring changes the label (text)."),
+                     help="Mirror images: none where mirroring changes the label "
+                          "(text); dihedral adds turns by 90 degrees."),
         click.option("--translate", type=float, default=d.translate, show_default=True,
                      help="Position jitter, a share of the side."),
         click.option("--zoom-out", type=float, default=d.zoom_out, show_default=True,
@@ -36,13 +37,22 @@ def _augment_options(fn):  # noqa: ANN001, ANN202 - a click decorator
                      help="Share of images softened by a 3x3 Gaussian."),
         click.option("--noise", type=float, default=d.noise, show_default=True,
                      help="Pixel noise, standard deviation up to this."),
+        click.option("--outline", type=float, default=d.outline, show_default=True,
+                     help="Share of images whose foreground (what differs from the "
+                          "background colour) is reduced to its outline."),
+        click.option("--texture", type=float, default=d.texture, show_default=True,
+                     help="Share of images whose background gets a random procedural "
+                          "texture in its own colour's shades."),
+        click.option("--shade", type=float, default=d.shade, show_default=True,
+                     help="Foreground and background lighter or darker apart, up to this "
+                          "share (hue kept)."),
     ]):
         fn = option(fn)
     return fn
 
 
 _AUGMENT_KEYS = ("crop_scale", "aspect", "rotate", "flip", "translate", "zoom_out",
-                 "color_jitter", "blur", "noise")
+                 "color_jitter", "blur", "noise", "outline", "texture", "shade")
 
 
 @click.command()
