@@ -140,9 +140,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ASSETDB_DEVICE", None, "torch device for the model", _text_or,
             "`cuda` if available, else `cpu`"),
     Setting("ASSETDB_ONNX_PROVIDER", "auto", "ONNX models (`assetdb model export`): "
-            "`auto` (CUDA when installed, else CPU), `cpu`, `cuda` or `openvino`", _text_or),
-    Setting("ASSETDB_ONNX_THREADS", 0, "ONNX Runtime threads per model call; 0: one per "
-            "core", _int(0)),
+            "`auto` (CUDA when installed, else CPU), `cpu`, `cuda` or `openvino` (OpenVINO "
+            "runs the image tower, for ingest and re-embedding: `assetdb[openvino]`)",
+            _text_or),
+    Setting("ASSETDB_ONNX_THREADS", 0, "ONNX Runtime (or OpenVINO) threads per model call; "
+            "0: one per core", _int(0)),
     Setting("ASSETDB_BATCH_SIZE", 32, "images per model batch", _int(1)),
     Setting("ASSETDB_DECODE_WORKERS", _default_decode_workers, "threads that decode images "
             "while the model runs", _int(1), "number of CPUs (at least 2)"),

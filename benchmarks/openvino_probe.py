@@ -1,8 +1,8 @@
 """OpenVINO against ONNX Runtime on the same exported image tower, in one process.
 
-OpenVINO is not a dependency (docs/performance.md says why): run this in an environment
-that has `openvino`, `onnxruntime` and numpy, on an export made by
-`python -m benchmarks.embedding --backends` (benchmarks/.cache/vit-b32-onnx):
+OpenVINO is the optional extra `openvino` (in `dev`); run this on an export made by
+`python -m benchmarks.embedding --backends` (benchmarks/.cache/vit-b32-onnx), or on its
+int8 static export (vit-b32-onnx-int8-static):
 
     python -m benchmarks.openvino_probe --model benchmarks/.cache/vit-b32-onnx/image.onnx
 

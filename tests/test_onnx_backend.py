@@ -184,6 +184,20 @@ def test_int8_same_identity_and_static_calibration(tiny_model_dir, encoder, tmp_
     static = OnnxClip(str(out))
     assert static.name == encoder.name
     assert static.manifest["calibration_images"] == 8
+    # Photos like the calibration set (activations outside its range are clipped).
+    images = [_photo((160, 120), 200 + i) for i in range(4)]
+    want, ours = encoder.encode_images(images), static.encode_images(images)
+    assert np.sum(ours * want, axis=1).min() >= 0.99
+    try:
+        import openvino  # noqa: F401  (in the dev extra; optional for users)
+    except ImportError:
+        return
+    # OpenVINO runs the static (QDQ) int8 tower as int8, with the same vectors.
+    ov = OnnxClip(str(out), provider="openvino")
+    assert ov.image_runtime == "openvino" and ov.precision == "int8-static"
+    theirs = ov.encode_images(images)
+    assert np.sum(theirs * want, axis=1).min() >= 0.99
+    assert np.sum(theirs * ours, axis=1).min() >= 0.995  # the same int8 model
 
 
 def test_export_refuses_before_loading_a_model(tiny_model_dir, onnx_dir, tmp_path):
@@ -224,7 +238,65 @@ def test_providers_cuda_first_when_installed():
     assert choose_providers([cuda, cpu], "auto", "cpu") == [cpu]
     assert choose_providers([cpu], "auto", None) == [cpu]
     assert choose_providers([ov, cpu], "openvino", None) == [ov, cpu]
-    with pytest.raises(ModelError, match="onnxruntime-openvino"):
+    with pytest.raises(ModelError, match=r"onnxruntime-openvino|assetdb\[openvino\]"):
         choose_providers([cpu], "openvino", None)
     with pytest.raises(ModelError, match="must be one of"):
         choose_providers([cpu], "tpu", None)
+
+
+OV_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from assetdb.cli.main import cli
+result = CliRunner().invoke(cli, ["search", "a red circle", "-k", "10", "--json"],
+                            catch_exceptions=False)
+assert result.exit_code == 0, result.output
+print(json.dumps({"ids": [h["id"] for h in json.loads(result.stdout)],
+                  "loaded": sorted(m for m in ("openvino", "torch") if m in sys.modules)}))
+"""
+
+
+def test_openvino_embeds_what_torch_embeds_into_the_database(
+        onnx_dir, encoder, initialised, database_url, tmp_path):
+    """ASSETDB_ONNX_PROVIDER=openvino: OpenVINO's runtime runs the image tower (ingest),
+    its rows hold torch's vectors, and a one-off text query never loads OpenVINO."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    import psycopg
+
+    from assetdb.catalog.catalogue import Catalog
+    from assetdb.embedding.images import load_image
+
+    ov = OnnxClip(str(onnx_dir), provider="openvino")
+    assert ov.image_runtime == "openvino" and ov.name == encoder.name
+    images = real_images(tmp_path)
+    for batch in (1, 3):
+        ov.batch_size = batch
+        cos = np.sum(ov.encode_images(images) * encoder.encode_images(images), axis=1)
+        assert cos.min() >= 0.9999
+    ov.batch_size = 32
+    for i in range(10):
+        noise(tmp_path / "imgs" / f"n{i}.png", seed=i)
+    solid(tmp_path / "imgs" / "red.jpg", (220, 20, 20))
+    report = Catalog(initialised).ingest([str(tmp_path / "imgs")], encoder=ov)
+    assert report.ingested == 11 and not report.failed
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT uri, embedding::text, status FROM assets").fetchall()
+    assert len(rows) == 11 and {r[2] for r in rows} == {"ready"}
+    stored = np.array([json.loads(r[1]) for r in rows], dtype=np.float32)
+    want = encoder.encode_images([load_image(Path(r[0]), encoder.image_size) for r in rows])
+    assert np.min(np.sum(stored * want, axis=1)) >= 0.9999
+    torch_hits = [h.id for h in Catalog(initialised).search_text(encoder, "a red circle", k=10)]
+    env = {**os.environ, "ASSETDB_MODEL": str(onnx_dir), "ASSETDB_ONNX_PROVIDER": "openvino"}
+    done = subprocess.run([sys.executable, "-c", OV_PROBE], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"ids": torch_hits, "loaded": []}
+
+
+def test_openvino_missing_is_named(onnx_dir, monkeypatch):
+    from assetdb.embedding.backends import openvino_tower
+
+    monkeypatch.setattr(openvino_tower, "available", lambda: False)  # as if not installed
+    with pytest.raises(ModelError, match=r"pip install 'assetdb\[openvino\]'"):
+        OnnxClip(str(onnx_dir), provider="openvino")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from assetdb.embedding.backends import openvino_tower
 from assetdb.embedding.clip_pixels import ClipPixels
 from assetdb.embedding.encoder import IMAGE, TEXT, Preprocess, SoftmaxScoring
 from assetdb.errors import ModelError
@@ -57,7 +58,9 @@ def claims(model: str) -> bool:
 def choose_providers(available: Sequence[str], wanted: str, device: str | None) -> list[str]:
     """ONNX Runtime execution providers, best first. `wanted`: ASSETDB_ONNX_PROVIDER
     (auto, cpu, cuda, openvino); auto takes CUDA when installed and the device is not
-    forced to cpu, else the CPU (OpenVINO only when asked: docs/performance.md)."""
+    forced to cpu, else the CPU (OpenVINO only when asked: docs/performance.md). With
+    the `openvino` package installed, OnnxClip runs the image tower in OpenVINO's own
+    runtime instead (backends/openvino_tower.py) and asks here only for the CPU."""
     wanted = (wanted or "auto").lower()
     if wanted == "auto":
         if device != "cpu" and PROVIDERS["cuda"] in available:
@@ -68,8 +71,9 @@ def choose_providers(available: Sequence[str], wanted: str, device: str | None) 
                          f"got {wanted!r}")
     if PROVIDERS[wanted] not in available:
         raise ModelError(f"ONNX Runtime here has no {PROVIDERS[wanted]} (it has "
-                         f"{', '.join(available)}): install onnxruntime-gpu for cuda, "
-                         "onnxruntime-openvino for openvino")
+                         f"{', '.join(available)}): install onnxruntime-gpu for cuda; "
+                         "for openvino: pip install 'assetdb[openvino]' (OpenVINO's own "
+                         "runtime) or onnxruntime-openvino")
     return [PROVIDERS[wanted]] + ([PROVIDERS["cpu"]] if wanted != "cpu" else [])
 
 
@@ -106,10 +110,17 @@ class OnnxClip:
                                      self.pixels.shortest_edge if self.pixels.do_resize
                                      else None, self.pixels.resample)
         self.scoring = SoftmaxScoring(float(manifest.get("logit_scale", 100.0)))
-        provider = provider or read_setting("ASSETDB_ONNX_PROVIDER")
+        provider = str(provider or read_setting("ASSETDB_ONNX_PROVIDER")).lower()
         threads = read_setting("ASSETDB_ONNX_THREADS") if threads is None else threads
-        self.providers = choose_providers(ort.get_available_providers(), provider, device)
+        # openvino: OpenVINO's own runtime runs the image tower when installed (compiled
+        # on the first batch), ONNX Runtime's CPU provider the text tower; without it,
+        # ONNX Runtime's OpenVINO provider (onnxruntime-openvino) if that is installed.
+        native_openvino = provider == "openvino" and openvino_tower.available()
+        self.providers = (choose_providers(ort.get_available_providers(), "cpu", device)
+                          if native_openvino else
+                          choose_providers(ort.get_available_providers(), provider, device))
         self.device = "cuda" if self.providers[0] == PROVIDERS["cuda"] else "cpu"
+        self.image_runtime = "openvino" if native_openvino else "onnxruntime"
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -118,9 +129,16 @@ class OnnxClip:
         # cores the decode threads need between two batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
+        image_path = root / manifest["image_model"]
         try:
-            self._image = ort.InferenceSession(str(root / manifest["image_model"]), options,
+            if native_openvino:
+                if not image_path.is_file():
+                    raise FileNotFoundError(f"no {image_path.name}")
+                self._run_image = openvino_tower.OpenVinoTower(image_path, threads or 0).run
+            else:
+                session = ort.InferenceSession(str(image_path), options,
                                                providers=self.providers)
+                self._run_image = lambda feed: session.run(None, feed)[0]
             self._text = ort.InferenceSession(str(root / manifest["text_model"]), options,
                                               providers=self.providers)
             self._tokenizer = Tokenizer.from_file(str(root / manifest["tokenizer"]))
@@ -154,7 +172,7 @@ class OnnxClip:
         out = [np.zeros((0, self.dimension), np.float32)]
         for i in self._batches(len(images)):
             pixels = self.pixels.batch(images[i : i + self.batch_size])
-            out.append(self._image.run(None, {"pixel_values": pixels})[0])
+            out.append(self._run_image({"pixel_values": pixels}))
         return _normalised(np.concatenate(out))
 
 
