@@ -152,29 +152,30 @@ def test_a_filter_near_the_threshold_is_counted(catalogue):
 
 
 def test_near_the_threshold_a_sample_or_the_exact_scan_decides(catalogue):
-    """Estimates above the threshold but within MARGIN of it: a sample of pages (here the
-    whole small table) that shows at least SAMPLE_MARGIN x the threshold sends the
-    search to the index without a count; otherwise the exact plan scans at most
+    """Estimates above the threshold but within MARGIN of it: a sample of pages that
+    shows at least SAMPLE_MARGIN x the threshold sends the search to the index without a
+    count; otherwise the exact plan scans at most
     threshold + 1 rows, answering if no more matched, handing over to the index if
     more did."""
     settings, model, vectors, id_of_row, masks, queries, database_url = catalogue
     q = queries[2]
     got, plan = _search(settings, model, q, Filters(tags_all=["q22"]))  # 2,200 rows
     assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4, plan
-    assert plan.sampled == int(masks["q22"].sum()) and plan.counted is None, plan
+    assert plan.sampled >= THRESHOLD * 2 and plan.counted is None, plan
     assert plan.name == "index" and not plan.fallback
     assert len(set(got) & set(_truth(vectors, id_of_row, masks["q22"], q))) >= 9
 
     got, plan = _search(settings, model, q, Filters(tags_all=["p15"]))  # 1,500 rows
     assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4, plan
-    assert plan.sampled == 1500 and plan.counted == THRESHOLD + 1
+    assert plan.sampled < THRESHOLD * 2 and plan.counted == THRESHOLD + 1
     assert plan.name == "index" and plan.max_scan_tuples > 0
     assert len(set(got) & set(_truth(vectors, id_of_row, masks["p15"], q))) >= 9
 
     left = int(masks["fading"].sum())  # the statistics say 2,000; about 200 are left
     assert 0 < left < THRESHOLD
     got, plan = _search(settings, model, q, Filters(tags_all=["fading"]))
-    assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4 and plan.sampled == left, plan
+    assert THRESHOLD < plan.estimated_rows < THRESHOLD * 4, plan
+    assert plan.sampled < THRESHOLD * 2, plan
     assert plan.counted == left and plan.name == "exact"
     assert got == _truth(vectors, id_of_row, masks["fading"], q)
 

@@ -1,9 +1,10 @@
 """An exported image tower compiled by OpenVINO's own runtime (`pip install 'assetdb[openvino]'`).
 
-Chosen with ASSETDB_ONNX_PROVIDER=openvino for batch work (ingest, re-embedding, workers):
-on this project's 2-core AMD machine it runs an int8 export (static, QDQ: `assetdb model
-export --int8 --calibrate-images DIR`) in far less CPU per image than ONNX Runtime
-(docs/performance.md, "Backends"). Importing OpenVINO and compiling a tower takes seconds,
+Chosen with ASSETDB_ONNX_PROVIDER=openvino for batch work (ingest, re-embedding, workers)
+on CPUs where it measures faster. On this project's 2-core AMD machine (AVX2, no VNNI) it
+does not: 137 CPU-ms per image for fp32 and 140 for the static int8 export, against ONNX
+Runtime's 133 and 67 (dynamic int8; docs/performance.md, "Backends"), so it stays a
+setting, never the default. Importing OpenVINO and compiling a tower takes seconds,
 so the tower is compiled on the first image batch, and the text tower stays on ONNX
 Runtime: a one-off `assetdb search "text"` never pays for it.
 """
