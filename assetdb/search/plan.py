@@ -9,8 +9,8 @@ same rules in PL/pgSQL; tests/test_plan_rules.py holds them to the same answers)
    - estimate >= threshold * MARGIN: the index, nothing counted;
    - in between, when the estimate is above the threshold: a sample of the table's pages
      (TABLESAMPLE SYSTEM, about SAMPLE_ROWS rows, REPEATABLE so a search always chooses
-     alike, and its pages stay cached) estimates the matching rows without the planner's assumptions; at least
-     threshold * SAMPLE_MARGIN there: the index, nothing counted;
+     alike, and its pages stay cached) estimates the matching rows without the planner's
+     assumptions; at least threshold * SAMPLE_MARGIN there: the index, nothing counted;
    - otherwise: the exact plan over at most threshold + 1 matching rows, which counts
      them as it goes; when more than the threshold matched, the index answers instead.
 3. The index walk: ef_search grows with k and with the table (a greedy descent into a
