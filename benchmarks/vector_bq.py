@@ -20,11 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks._common import bench_database, machine, report
 from benchmarks.vector_cases import DIM, K, cases, generate, ground_truth
-from benchmarks.vector_search import case_where, measure
+from benchmarks.vector_search import case_where, measure, raw_runner
 
 INDEX = "assets_bq_hnsw"
 
@@ -87,14 +85,7 @@ def main() -> None:
                             "hnsw.max_scan_tuples": str(scan), "enable_sort": "off",
                             "enable_seqscan": "off"}
 
-                    def run(q: np.ndarray, sql: str = sql, gucs: dict[str, str] = gucs,
-                            params: dict[str, Any] = params) -> list[int]:
-                        with conn.transaction():
-                            for name, value in gucs.items():
-                                conn.execute("SELECT set_config(%s, %s, true)", [name, value])
-                            found = conn.execute(sql, {**params, "q": q}).fetchall()
-                        return [row_of_id[r[0]] for r in found]
-
+                    run = raw_runner(conn, sql, gucs, params, row_of_id)
                     rows.append({"filter": case.name, "ef_search": ef, "candidates": cand,
                                  "max_scan_tuples": scan,
                                  **measure(run, data.queries, truth[case.name])})

@@ -145,17 +145,24 @@ def sweep(url: str, data: Any, case_list: list[Case], truth: dict[str, np.ndarra
                     f"WITH a AS MATERIALIZED (SELECT id, embedding <=> %(q)s AS d FROM assets "
                     f"{where}) SELECT id FROM a ORDER BY d, id LIMIT {K}"), {}))
             for label, sql, gucs in variants:
-                def run(q: np.ndarray, sql: str = sql, gucs: dict[str, str] = gucs,
-                        params: dict[str, Any] = params) -> list[int]:
-                    with conn.transaction():
-                        for name, value in gucs.items():
-                            conn.execute("SELECT set_config(%s, %s, true)", [name, value])
-                        rows = conn.execute(sql, {**params, "q": q}).fetchall()
-                    return [row_of_id[r[0]] for r in rows]
-
+                run = raw_runner(conn, sql, gucs, params, row_of_id)
                 out.append({"filter": case.name, "share": round(case.share, 4), "plan": label,
                             **measure(run, data.queries, truth[case.name])})
     return out
+
+
+def raw_runner(conn: Any, sql: str, gucs: dict[str, str], params: dict[str, Any],  # noqa: ANN401
+               row_of_id: dict[int, int]) -> Callable[[np.ndarray], list[int]]:
+    """One raw statement per query (bound as %(q)s), under its own settings."""
+
+    def run(q: np.ndarray) -> list[int]:
+        with conn.transaction():
+            for name, value in gucs.items():
+                conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+            rows = conn.execute(sql, {**params, "q": q}).fetchall()
+        return [row_of_id[r[0]] for r in rows]
+
+    return run
 
 
 def main() -> None:
