@@ -111,3 +111,20 @@ def test_pdf_thumbnail_is_the_first_page(tmp_path):
     img = PDF.thumbnail(io.BytesIO(pdf.read_bytes()), 64)
     r, g, b = img.getpixel((img.width // 2, img.height // 2))
     assert r > 200 and b < 60
+
+
+def test_video_decoding_installs_no_python_log_callback(tmp_path):
+    """Regression: with PyAV's Python log callback installed (set_level(PANIC)), FFmpeg's
+    decoder threads take the GIL to log while avcodec_free_context waits for them holding
+    the GIL; the API hung for good serving a video thumbnail (seen in a CI run: py-spy
+    showed logging_log_callback against avcodec_free_context). Decoding must leave
+    PyAV's logging off (None, its own default)."""
+    av = pytest.importorskip("av")
+    from assetdb.kinds.video import VIDEO
+
+    av.logging.set_level(av.logging.PANIC)  # as the old code left it
+    path = media.write_video(tmp_path / "clip.mp4", media.scene_plan(3, 2, 6.0), fps=4,
+                             side=64)
+    thumb = VIDEO.thumbnail(str(path), 64)
+    assert thumb.size[0] <= 64 and thumb.size[1] <= 64
+    assert av.logging.get_level() is None

@@ -46,7 +46,13 @@ POSTER_AT = 1.0
 
 def _av() -> Any:  # noqa: ANN401 - the PyAV module
     av = need("av")
-    av.logging.set_level(av.logging.PANIC)  # FFmpeg's complaints go on the row, not stderr
+    # No Python log callback: with one, FFmpeg's decoder threads take the GIL to log,
+    # while avcodec_free_context waits for those threads holding the GIL: the API served
+    # a video thumbnail and hung for good (py-spy: logging_log_callback vs
+    # avcodec_free_context; PyAV-Org/PyAV#751, #909). None is PyAV's own default; FFmpeg's
+    # complaints go on the row (the exceptions), and its stderr logging stays at PANIC.
+    av.logging.set_level(None)
+    av.logging.set_libav_level(av.logging.PANIC)
     return av
 
 
