@@ -113,7 +113,7 @@ def nearest(
         else:  # more rows match than the exact plan takes: the index answers
             rows = None
             index_walk(plan, k, max(plan.estimated_rows or 0, plan.counted), rules)
-    if not plan.exact and rows is None:
+    if not plan.exact:
         rows = _index_rows(conn, query_vector, clauses, k, plan)
         if len(rows) < k:
             # The walk ran out before it found k candidates: fewer rows match than the
@@ -155,13 +155,19 @@ def _top_k(candidates: Any, k: int) -> Select[Any]:  # noqa: ANN401 - a CTE
             .order_by(candidates.c.distance, candidates.c.id).limit(k))
 
 
+def _matching(query_vector: BindParameter[Any], clauses: Sequence[ColumnElement[bool]],
+              cap: int | None = None) -> Any:  # noqa: ANN401 - a CTE
+    """The matching rows with their float32 distance (at most `cap`). MATERIALIZED keeps
+    the planner from pushing the ORDER BY into the HNSW index (which would make it
+    approximate)."""
+    return (select(*_columns(query_vector)).where(*clauses).limit(cap)
+            .cte("candidates").prefix_with("MATERIALIZED"))
+
+
 def _exact_rows(conn: Connection, query_vector: BindParameter[Any],
                 clauses: Sequence[ColumnElement[bool]], k: int) -> list[Any]:
-    """Every matching row, sorted by the float32 distance. MATERIALIZED keeps the planner
-    from pushing the ORDER BY into the HNSW index (which would make it approximate)."""
-    candidates = select(*_columns(query_vector)).where(*clauses).cte(
-        "candidates").prefix_with("MATERIALIZED")
-    return list(conn.execute(_top_k(candidates, k)).all())
+    """Every matching row, sorted by the float32 distance."""
+    return list(conn.execute(_top_k(_matching(query_vector, clauses), k)).all())
 
 
 def _exact_rows_capped(conn: Connection, query_vector: BindParameter[Any],
@@ -169,8 +175,7 @@ def _exact_rows_capped(conn: Connection, query_vector: BindParameter[Any],
                        threshold: int) -> tuple[list[Any], int]:
     """The exact plan over at most threshold + 1 matching rows, and how many it found
     (the rows are exact only when that is no more than the threshold)."""
-    candidates = select(*_columns(query_vector)).where(*clauses).limit(
-        threshold + 1).cte("candidates").prefix_with("MATERIALIZED")
+    candidates = _matching(query_vector, clauses, threshold + 1)
     query = _top_k(candidates, k).add_columns(
         select(func.count()).select_from(candidates).scalar_subquery().label("matched"))
     rows = list(conn.execute(query).all())
