@@ -138,17 +138,10 @@ def augment(pixels: Any, cfg: AugmentConfig, gen: Any, mean: Any = None, std: An
     out = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border",
                         align_corners=False)
     if cfg.outline > 0 or cfg.texture > 0 or cfg.shade > 0:
-        if mean is None or std is None:
-            raise AssetdbError("outline, texture and shade need the model's normalisation "
-                               "(mean, std)")
-        m = torch.as_tensor(mean, dtype=out.dtype, device=out.device).view(1, 3, 1, 1)
-        s = torch.as_tensor(std, dtype=out.dtype, device=out.device).view(1, 3, 1, 1)
+        m, s = _normalisation(mean, std, out, "outline, texture and shade need")
         out = (restyle(out * s + m, cfg, gen).clamp(0, 1) - m) / s
     if cfg.color_jitter > 0:
-        if mean is None or std is None:
-            raise AssetdbError("colour jitter needs the model's normalisation (mean, std)")
-        m = torch.as_tensor(mean, dtype=out.dtype, device=out.device).view(1, 3, 1, 1)
-        s = torch.as_tensor(std, dtype=out.dtype, device=out.device).view(1, 3, 1, 1)
+        m, s = _normalisation(mean, std, out, "colour jitter needs")
         rgb = out * s + m
         j = cfg.color_jitter
 
@@ -173,6 +166,16 @@ def augment(pixels: Any, cfg: AugmentConfig, gen: Any, mean: Any = None, std: An
         grain = torch.randn(out.shape, generator=gen).to(out.device, out.dtype)
         out = out + std * grain
     return out
+
+
+def _normalisation(mean: Any, std: Any, like: Any, what: str) -> tuple[Any, Any]:  # noqa: ANN401
+    """The model's mean and std as (1, 3, 1, 1) tensors, to go from its inputs to RGB."""
+    import torch
+
+    if mean is None or std is None:
+        raise AssetdbError(f"{what} the model's normalisation (mean, std)")
+    return tuple(torch.as_tensor(v, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+                 for v in (mean, std))
 
 
 # --- domain randomisation: outline, background texture, shade -----------------------------
