@@ -14,6 +14,12 @@ meets, each with the share of rows it keeps:
 - `late0.1`: a tag on 0.1% of the rows, added after ANALYZE (the statistics do not see it).
 
 Ground truth: exact cosine top-k in numpy over the rows each filter keeps.
+
+`families` > 0 gives the centres structure, as a real embedding space has (a dog's nearest
+other cluster is a wolf's, not a random one): each centre is drawn around one of
+`families` family centres (cosine about 0.7 to it, about 0.5 between sibling centres).
+By default (0) the centres are independent random directions, nearly orthogonal, so a
+query's nearest rows outside its own cluster are picked by noise alone.
 """
 
 from __future__ import annotations
@@ -66,11 +72,17 @@ def brand_name(i: int) -> str:
     return "acme" if i == 0 else f"brand{i:02d}"
 
 
-def generate(rows: int, queries: int = 100, seed: int = 0) -> Dataset:
+def generate(rows: int, queries: int = 100, seed: int = 0, families: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     n_centres = max(1, rows // POINTS_PER_CLUSTER)
     centres = rng.standard_normal((n_centres, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    if families:  # drawn after the default centres, so families=0 keeps its data
+        tops = rng.standard_normal((families, DIM)).astype(np.float32)
+        tops /= np.linalg.norm(tops, axis=1, keepdims=True)
+        family = rng.integers(0, families, n_centres)
+        centres = tops[family] * np.float32(0.7) + centres * np.float32(0.714)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     spread = np.float32(1.0 / np.sqrt(DIM))
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -171,6 +171,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--sweep", action="store_true", help="also measure the alternatives")
+    ap.add_argument("--families", type=int, default=0, metavar="N",
+                    help="draw the cluster centres around N family centres (structure "
+                    "between clusters, as real embeddings have); 0: independent centres")
     ap.add_argument("--no-sql", action="store_true", help="skip the SQL-function path")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     ap.add_argument("--keep", type=Path, metavar="HOME",
@@ -194,11 +197,12 @@ def main() -> None:
 
     info = machine()
     with Timer() as t_gen:
-        data = generate(args.rows, args.queries)
+        data = generate(args.rows, args.queries, families=args.families)
         case_list = cases(data)
         truth = ground_truth(data, case_list)
     result: dict[str, Any] = {"machine": info, "rows": args.rows, "queries": args.queries,
                               "dimension": DIM, "k": K, "clusters": len(np.unique(data.cluster)),
+                              "families": args.families,
                               "data_and_truth_seconds": round(t_gen.seconds, 1)}
     tables: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="assetdb-vbench-") as tmp:
@@ -206,9 +210,10 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o711)  # the server may run as another user (under root)
         os.environ["ASSETDB_HOME"] = str(home)
-        saved = home / f"build-{args.rows}.json"
+        tag = f"{args.rows}" + (f"_f{args.families}" if args.families else "")
+        saved = home / f"build-{tag}.json"
         try:
-            with bench_database(home, f"bench_vectors_{args.rows}",
+            with bench_database(home, f"bench_vectors_{tag}",
                                 fresh=not args.reuse) as url:
                 if args.reuse:
                     os.environ["ASSETDB_DATABASE_URL"] = url
