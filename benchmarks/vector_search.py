@@ -133,11 +133,11 @@ def sweep(url: str, data: Any, case_list: list[Case], truth: dict[str, np.ndarra
         for case in case_list:
             where, params = case_where(case)
             variants: list[tuple[str, str, dict[str, str]]] = []
-            for ef in (100, 200, 400):
-                variants.append((f"index ef_search={ef}", (
+            for ef, candidates in ((100, 20), (200, 20), (400, 20), (1000, 20), (1000, 100)):
+                variants.append((f"index ef_search={ef}, {candidates} re-ranked", (
                     f"WITH a AS MATERIALIZED (SELECT id, embedding <=> %(q)s AS d FROM assets "
                     f"{where} ORDER BY embedding::halfvec({DIM}) <=> %(q)s::halfvec({DIM}) "
-                    f"LIMIT 20) SELECT id FROM a ORDER BY d, id LIMIT {K}"),
+                    f"LIMIT {candidates}) SELECT id FROM a ORDER BY d, id LIMIT {K}"),
                     {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order",
                      "hnsw.max_scan_tuples": "100000", "enable_sort": "off"}))
             if case.mask is not None and case.share <= 0.1:
