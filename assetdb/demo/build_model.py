@@ -56,7 +56,15 @@ RECIPE = {
                 "domain": {"crop_scale": 0.7, "aspect": 1.15, "rotate": 30.0,
                            "flip": "both", "translate": 0.08, "zoom_out": 1.4,
                            "blur": 0.3, "noise": 0.15, "outline": 0.3, "texture": 0.5,
-                           "shade": 0.25}},
+                           "shade": 0.25},
+                # With the generator's own variety (VARIED_STAGES): geometry the generator
+                # does not vary (crop, position, scale), blur and noise; no rotation (the
+                # generator turns each shape as far as its name allows, more would turn
+                # squares into diamonds).
+                "varied": {"crop_scale": 0.75, "aspect": 1.1, "rotate": 0.0, "flip": "both",
+                           "translate": 0.08, "zoom_out": 1.4, "blur": 0.3, "noise": 0.15}},
+    # Domain randomisation in the generator (shapes.Variety): a stage's "variety" names one.
+    "variety": {"half": {"share": 0.5}, "most": {"share": 0.7}},
     "common": {"batch_size": 64, "weight_decay": 0.05, "val_fraction": 0.1,
                "warmup_fraction": 0.05},
     # The multilingual text encoder, distilled from the last stage's text tower on the
@@ -82,6 +90,20 @@ AUGMENTED_STAGES = [
     # 4. the same images unaugmented, briefly, at a lower rate: augmentation alone cost
     # the in-domain figures a little (trial: zero-shot 0.958 -> 0.933, image -> image
     # 0.833 -> 0.799); a short plain pass brings the generator's own images back.
+    {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
+     "data_seed": 1},
+]
+# With the generator's own variety (`--varied`, shapes.Variety): shapes turned and stretched
+# as far as their names stay true, outlines, other shades, patterned backgrounds, JPEG, from
+# the first stage on (where shape is learned), then a plain stage for the generator's own
+# images.
+VARIED_STAGES = [
+    {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000,
+     "variety": "half"},
+    {"images": "colour", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 12000,
+     "data_seed": 2, "variety": "half", "augment": "varied"},
+    {"images": "colour", "forms": "all", "epochs": 8, "lr": 1e-3, "count": 28000,
+     "data_seed": 1, "variety": "half", "augment": "varied"},
     {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
      "data_seed": 1},
 ]
@@ -113,15 +135,23 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
     started = time.perf_counter()
     cpu0 = time.process_time()
     data = work / "data"
-    # A stage may ask for its own number of images and data seed; stages that ask for the
-    # same (kind, count, seed) share one generated set.
-    images: dict[tuple[str, int, int], list] = {}
+    # A stage may ask for its own number of images, data seed and generator variety; stages
+    # that ask for the same (kind, count, seed, variety) share one generated set.
+    images: dict[tuple[str, int, int, str], list] = {}
+
+    def image_key(stage: dict) -> tuple[str, int, int, str]:
+        return (stage["images"], stage.get("count", recipe["count"]),
+                stage.get("data_seed", recipe["seed"]), stage.get("variety", "plain"))
+
     for stage in recipe["stages"]:
-        key = (stage["images"], stage.get("count", recipe["count"]),
-               stage.get("data_seed", recipe["seed"]))
+        key = image_key(stage)
         if key not in images:
-            images[key] = list(shapes.generate(data / "-".join(map(str, key)), key[1],
-                                               seed=key[2], mono=key[0] == "mono"))
+            variety = (shapes.Variety(**recipe["variety"][key[3]]) if key[3] != "plain"
+                       else None)
+            name = "-".join(map(str, key if key[3] != "plain" else key[:3]))
+            images[key] = list(shapes.generate(data / name, key[1],
+                                               seed=key[2], mono=key[0] == "mono",
+                                               variety=variety))
     base = build_tiny_clip(work / "base", words=shapes.vocabulary(), seed=recipe["seed"],
                            **recipe["model"])
 
@@ -138,7 +168,9 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
         aug = params.pop("augment", None)
         params["augment"] = (AugmentConfig(**recipe["augment"][aug]) if aug
                              else AugmentConfig(enabled=False))
-        key = (kind, params.pop("count", recipe["count"]), params.pop("data_seed", recipe["seed"]))
+        key = image_key(stage)
+        for name in ("count", "data_seed", "variety"):
+            params.pop(name, None)
         pairs = shapes.write_pairs(images[key], data / f"pairs-{n}.jsonl", forms,
                                    seed=recipe["seed"] + n)
         target = out if n == len(recipe["stages"]) else work / f"stage-{n}"
@@ -173,12 +205,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     parser.add_argument("--augmented", action="store_true",
                         help="train the image model with augmentation (AUGMENTED_STAGES)")
+    parser.add_argument("--varied", action="store_true",
+                        help="train the image model on the generator's varied drawings "
+                             "(VARIED_STAGES)")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="a JSON file whose keys replace the recipe's (experiments)")
     args = parser.parse_args(argv)
     recipe = dict(RECIPE)
     if args.augmented:
         recipe["stages"] = AUGMENTED_STAGES
+    if args.varied:
+        recipe["stages"] = VARIED_STAGES
     if args.recipe:
         recipe.update(json.loads(args.recipe.read_text()))
     from assetdb.training.trainer import format_recall
