@@ -62,9 +62,14 @@ RECIPE = {
                 # generator turns each shape as far as its name allows, more would turn
                 # squares into diamonds).
                 "varied": {"crop_scale": 0.75, "aspect": 1.1, "rotate": 0.0, "flip": "both",
-                           "translate": 0.08, "zoom_out": 1.4, "blur": 0.3, "noise": 0.15}},
+                           "translate": 0.08, "zoom_out": 1.4, "blur": 0.3, "noise": 0.15},
+                # The same plus augment.py's background textures (blotches, clouds) on top
+                # of the generator's own patterns (trial G3).
+                "varied-texture": {"crop_scale": 0.75, "aspect": 1.1, "rotate": 0.0,
+                                   "flip": "both", "translate": 0.08, "zoom_out": 1.4,
+                                   "blur": 0.3, "noise": 0.15, "texture": 0.3}},
     # Domain randomisation in the generator (shapes.Variety): a stage's "variety" names one.
-    "variety": {"half": {"share": 0.5}, "most": {"share": 0.7}},
+    "variety": {"half": {"share": 0.5}, "most": {"share": 0.7, "outline": 0.4}},
     "common": {"batch_size": 64, "weight_decay": 0.05, "val_fraction": 0.1,
                "warmup_fraction": 0.05},
     # The multilingual text encoder, distilled from the last stage's text tower on the
