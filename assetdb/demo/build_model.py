@@ -19,29 +19,49 @@ from pathlib import Path
 
 from assetdb.demo import languages, shapes
 
-# The recipe of the shipped model. Changing it changes the model: re-measure.
-# Stages, each one `finetune` call starting from the last. Trained on all caption forms at
-# once, a small model from scratch learns colour and never shape: colour separates most
-# pairs, and at initialisation the image tower sees little but colour. Shape-only captions
-# on coloured images stay stuck at chance (ln(batch) loss) for hundreds of steps. So:
+# The recipe shipped before the generator's variety (`--plain`), and the first stages of
+# every recipe. Stages, each one `finetune` call starting from the last. Trained on all
+# caption forms at once, a small model from scratch learns colour and never shape: colour
+# separates most pairs, and at initialisation the image tower sees little but colour.
+# Shape-only captions on coloured images stay stuck at chance (ln(batch) loss) for hundreds
+# of steps. So:
 # 1. black shapes on white, shape-only captions ("a star"): shape is all there is to see;
 # 2. coloured images, shape-only captions: the shape features carry over to colour;
 # 3. coloured images, every caption form: colour, size and background join.
+# Fresh images, many of them: 3,600 images seen 30 times were overfitted (training loss
+# falling, held-out precision stuck at 0.62); 28,000 seen 4-8 times generalise.
+PLAIN_STAGES = [
+    {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
+    {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
+     "data_seed": 2},
+    {"images": "colour", "forms": "all", "epochs": 7, "lr": 1e-3, "count": 28000,
+     "data_seed": 1},
+]
+# The shipped recipe, with the generator's own variety (shapes.Variety): shapes turned and
+# stretched as far as their names stay true, outlines, other shades, patterned backgrounds, JPEG.
+# Shape is learned first on plain black-on-white drawings (stage 1): with variety from the
+# first step (trial G1, docs/finetune.md) shape never took off (stage 1 loss 3.86 against
+# 2.56; every figure at chance). Then the same black-on-white shapes varied, then colour,
+# varied, then a plain stage for the generator's own images.
+VARIED_STAGES = [
+    {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
+    {"images": "mono", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 6000,
+     "data_seed": 3, "variety": "half"},
+    {"images": "colour", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 12000,
+     "data_seed": 2, "variety": "half", "augment": "varied"},
+    {"images": "colour", "forms": "all", "epochs": 8, "lr": 1e-3, "count": 28000,
+     "data_seed": 1, "variety": "half", "augment": "varied"},
+    {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
+     "data_seed": 1},
+]
+# The recipe of the shipped model. Changing it changes the model: re-measure.
 RECIPE = {
     "count": 4000, "seed": 0,
     # 64 px images are read at 48 px: 8x8 patches of 6 px (8 px patches, 6x6 tokens, were
     # 1.5x faster per step but topped out at shape accuracy 0.87).
     "model": {"embed_dim": 64, "text_width": 64, "vision_width": 64, "layers": 3, "heads": 4,
               "image_size": 48, "patch_size": 6},
-    # Fresh images, many of them: 3,600 images seen 30 times were overfitted (training loss
-    # falling, held-out precision stuck at 0.62); 28,000 seen 4-8 times generalise.
-    "stages": [
-        {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
-        {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
-         "data_seed": 2},
-        {"images": "colour", "forms": "all", "epochs": 7, "lr": 1e-3, "count": 28000,
-         "data_seed": 1},
-    ],
+    "stages": VARIED_STAGES,
     # AUGMENTED_STAGES' augmentation (assetdb/training/augment.py): crops, rotations, flips,
     # stretches, position and scale jitter, blur and noise; no colour jitter (colour is a
     # label here).
@@ -95,23 +115,6 @@ AUGMENTED_STAGES = [
     # 4. the same images unaugmented, briefly, at a lower rate: augmentation alone cost
     # the in-domain figures a little (trial: zero-shot 0.958 -> 0.933, image -> image
     # 0.833 -> 0.799); a short plain pass brings the generator's own images back.
-    {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
-     "data_seed": 1},
-]
-# With the generator's own variety (`--varied`, shapes.Variety): shapes turned and stretched
-# as far as their names stay true, outlines, other shades, patterned backgrounds, JPEG.
-# Shape is learned first on plain black-on-white drawings (stage 1): with variety from the
-# first step (trial G1, docs/finetune.md) shape never took off (stage 1 loss 3.86 against
-# 2.56; every figure at chance). Then the same black-on-white shapes varied, then colour,
-# varied, then a plain stage for the generator's own images.
-VARIED_STAGES = [
-    {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
-    {"images": "mono", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 6000,
-     "data_seed": 3, "variety": "half"},
-    {"images": "colour", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 12000,
-     "data_seed": 2, "variety": "half", "augment": "varied"},
-    {"images": "colour", "forms": "all", "epochs": 8, "lr": 1e-3, "count": 28000,
-     "data_seed": 1, "variety": "half", "augment": "varied"},
     {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
      "data_seed": 1},
 ]
@@ -213,17 +216,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     parser.add_argument("--augmented", action="store_true",
                         help="train the image model with augmentation (AUGMENTED_STAGES)")
-    parser.add_argument("--varied", action="store_true",
-                        help="train the image model on the generator's varied drawings "
-                             "(VARIED_STAGES)")
+    parser.add_argument("--plain", action="store_true",
+                        help="the recipe shipped before the generator's variety (PLAIN_STAGES)")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="a JSON file whose keys replace the recipe's (experiments)")
     args = parser.parse_args(argv)
     recipe = dict(RECIPE)
     if args.augmented:
         recipe["stages"] = AUGMENTED_STAGES
-    if args.varied:
-        recipe["stages"] = VARIED_STAGES
+    if args.plain:
+        recipe["stages"] = PLAIN_STAGES
     if args.recipe:
         recipe.update(json.loads(args.recipe.read_text()))
     from assetdb.training.trainer import format_recall
