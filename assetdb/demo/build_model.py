@@ -19,29 +19,49 @@ from pathlib import Path
 
 from assetdb.demo import languages, shapes
 
-# The recipe of the shipped model. Changing it changes the model: re-measure.
-# Stages, each one `finetune` call starting from the last. Trained on all caption forms at
-# once, a small model from scratch learns colour and never shape: colour separates most
-# pairs, and at initialisation the image tower sees little but colour. Shape-only captions
-# on coloured images stay stuck at chance (ln(batch) loss) for hundreds of steps. So:
+# The recipe shipped before the generator's variety (`--plain`), and the first stages of
+# every recipe. Stages, each one `finetune` call starting from the last. Trained on all
+# caption forms at once, a small model from scratch learns colour and never shape: colour
+# separates most pairs, and at initialisation the image tower sees little but colour.
+# Shape-only captions on coloured images stay stuck at chance (ln(batch) loss) for hundreds
+# of steps. So:
 # 1. black shapes on white, shape-only captions ("a star"): shape is all there is to see;
 # 2. coloured images, shape-only captions: the shape features carry over to colour;
 # 3. coloured images, every caption form: colour, size and background join.
+# Fresh images, many of them: 3,600 images seen 30 times were overfitted (training loss
+# falling, held-out precision stuck at 0.62); 28,000 seen 4-8 times generalise.
+PLAIN_STAGES = [
+    {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
+    {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
+     "data_seed": 2},
+    {"images": "colour", "forms": "all", "epochs": 7, "lr": 1e-3, "count": 28000,
+     "data_seed": 1},
+]
+# The shipped recipe, with the generator's own variety (shapes.Variety): shapes turned and
+# stretched as far as their names stay true, outlines, other shades, patterned backgrounds, JPEG.
+# Shape is learned first on plain black-on-white drawings (stage 1): with variety from the
+# first step (trial G1, docs/finetune.md) shape never took off (stage 1 loss 3.86 against
+# 2.56; every figure at chance). Then the same black-on-white shapes varied, then colour,
+# varied, then a plain stage for the generator's own images.
+VARIED_STAGES = [
+    {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
+    {"images": "mono", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 6000,
+     "data_seed": 3, "variety": "half"},
+    {"images": "colour", "forms": "shape-only", "epochs": 3, "lr": 1e-3, "count": 12000,
+     "data_seed": 2, "variety": "half", "augment": "varied"},
+    {"images": "colour", "forms": "all", "epochs": 8, "lr": 1e-3, "count": 28000,
+     "data_seed": 1, "variety": "half", "augment": "varied"},
+    {"images": "colour", "forms": "all", "epochs": 2, "lr": 3e-4, "count": 28000,
+     "data_seed": 1},
+]
+# The recipe of the shipped model. Changing it changes the model: re-measure.
 RECIPE = {
     "count": 4000, "seed": 0,
     # 64 px images are read at 48 px: 8x8 patches of 6 px (8 px patches, 6x6 tokens, were
     # 1.5x faster per step but topped out at shape accuracy 0.87).
     "model": {"embed_dim": 64, "text_width": 64, "vision_width": 64, "layers": 3, "heads": 4,
               "image_size": 48, "patch_size": 6},
-    # Fresh images, many of them: 3,600 images seen 30 times were overfitted (training loss
-    # falling, held-out precision stuck at 0.62); 28,000 seen 4-8 times generalise.
-    "stages": [
-        {"images": "mono", "forms": "shape-only", "epochs": 5, "lr": 2e-3, "count": 6000},
-        {"images": "colour", "forms": "shape-only", "epochs": 2, "lr": 1e-3, "count": 12000,
-         "data_seed": 2},
-        {"images": "colour", "forms": "all", "epochs": 7, "lr": 1e-3, "count": 28000,
-         "data_seed": 1},
-    ],
+    "stages": VARIED_STAGES,
     # AUGMENTED_STAGES' augmentation (assetdb/training/augment.py): crops, rotations, flips,
     # stretches, position and scale jitter, blur and noise; no colour jitter (colour is a
     # label here).
@@ -56,7 +76,20 @@ RECIPE = {
                 "domain": {"crop_scale": 0.7, "aspect": 1.15, "rotate": 30.0,
                            "flip": "both", "translate": 0.08, "zoom_out": 1.4,
                            "blur": 0.3, "noise": 0.15, "outline": 0.3, "texture": 0.5,
-                           "shade": 0.25}},
+                           "shade": 0.25},
+                # With the generator's own variety (VARIED_STAGES): geometry the generator
+                # does not vary (crop, position, scale), blur and noise; no rotation (the
+                # generator turns each shape as far as its name allows, more would turn
+                # squares into diamonds).
+                "varied": {"crop_scale": 0.75, "aspect": 1.1, "rotate": 0.0, "flip": "both",
+                           "translate": 0.08, "zoom_out": 1.4, "blur": 0.3, "noise": 0.15},
+                # The same plus augment.py's background textures (blotches, clouds) on top
+                # of the generator's own patterns (trial G3).
+                "varied-texture": {"crop_scale": 0.75, "aspect": 1.1, "rotate": 0.0,
+                                   "flip": "both", "translate": 0.08, "zoom_out": 1.4,
+                                   "blur": 0.3, "noise": 0.15, "texture": 0.3}},
+    # Domain randomisation in the generator (shapes.Variety): a stage's "variety" names one.
+    "variety": {"half": {"share": 0.5}, "most": {"share": 0.7, "outline": 0.4}},
     "common": {"batch_size": 64, "weight_decay": 0.05, "val_fraction": 0.1,
                "warmup_fraction": 0.05},
     # The multilingual text encoder, distilled from the last stage's text tower on the
@@ -113,15 +146,23 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
     started = time.perf_counter()
     cpu0 = time.process_time()
     data = work / "data"
-    # A stage may ask for its own number of images and data seed; stages that ask for the
-    # same (kind, count, seed) share one generated set.
-    images: dict[tuple[str, int, int], list] = {}
+    # A stage may ask for its own number of images, data seed and generator variety; stages
+    # that ask for the same (kind, count, seed, variety) share one generated set.
+    images: dict[tuple[str, int, int, str], list] = {}
+
+    def image_key(stage: dict) -> tuple[str, int, int, str]:
+        return (stage["images"], stage.get("count", recipe["count"]),
+                stage.get("data_seed", recipe["seed"]), stage.get("variety", "plain"))
+
     for stage in recipe["stages"]:
-        key = (stage["images"], stage.get("count", recipe["count"]),
-               stage.get("data_seed", recipe["seed"]))
+        key = image_key(stage)
         if key not in images:
-            images[key] = list(shapes.generate(data / "-".join(map(str, key)), key[1],
-                                               seed=key[2], mono=key[0] == "mono"))
+            variety = (shapes.Variety(**recipe["variety"][key[3]]) if key[3] != "plain"
+                       else None)
+            name = "-".join(map(str, key if key[3] != "plain" else key[:3]))
+            images[key] = list(shapes.generate(data / name, key[1],
+                                               seed=key[2], mono=key[0] == "mono",
+                                               variety=variety))
     base = build_tiny_clip(work / "base", words=shapes.vocabulary(), seed=recipe["seed"],
                            **recipe["model"])
 
@@ -138,7 +179,9 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
         aug = params.pop("augment", None)
         params["augment"] = (AugmentConfig(**recipe["augment"][aug]) if aug
                              else AugmentConfig(enabled=False))
-        key = (kind, params.pop("count", recipe["count"]), params.pop("data_seed", recipe["seed"]))
+        key = image_key(stage)
+        for name in ("count", "data_seed", "variety"):
+            params.pop(name, None)
         pairs = shapes.write_pairs(images[key], data / f"pairs-{n}.jsonl", forms,
                                    seed=recipe["seed"] + n)
         target = out if n == len(recipe["stages"]) else work / f"stage-{n}"
@@ -173,12 +216,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
     parser.add_argument("--augmented", action="store_true",
                         help="train the image model with augmentation (AUGMENTED_STAGES)")
+    parser.add_argument("--plain", action="store_true",
+                        help="the recipe shipped before the generator's variety (PLAIN_STAGES)")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="a JSON file whose keys replace the recipe's (experiments)")
     args = parser.parse_args(argv)
     recipe = dict(RECIPE)
     if args.augmented:
         recipe["stages"] = AUGMENTED_STAGES
+    if args.plain:
+        recipe["stages"] = PLAIN_STAGES
     if args.recipe:
         recipe.update(json.loads(args.recipe.read_text()))
     from assetdb.training.trainer import format_recall

@@ -7,14 +7,16 @@ the demo model's training set and the held-out sets that tests and `assetdb demo
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
@@ -69,6 +71,14 @@ class ShapeImage:
     y: float
     radius: float
     angle: float  # degrees
+    # Drawn with domain randomisation (Variety below); the plain drawing ignores the rest.
+    varied: bool = False
+    stretch: float = 1.0  # the shape's width / height before the turn
+    stroke: float = 0.0  # outline width as a share of the radius; 0: filled
+    texture: str = "plain"  # background pattern (TEXTURES)
+    shade: float = 0.0  # -1..1: the shape's colour darker .. lighter
+    background_shade: float = 0.0
+    jpeg: int = 0  # JPEG quality the image went through; 0: none
 
     def caption(self, form: str = CANONICAL) -> str:
         return form.format(shape=self.shape, color=self.color, size=self.size,
@@ -109,6 +119,8 @@ def _polygon(item: ShapeImage) -> list[tuple[float, float]]:
 
 def render(item: ShapeImage, rng: random.Random, side: int = IMAGE_SIDE) -> Image.Image:
     """Draw at 3x and downsample, for smooth edges."""
+    if item.varied:
+        return render_varied(item, rng, side)
     scale = 3
     img = Image.new("RGB", (side * scale, side * scale), _jitter(COLORS[item.background], rng))
     draw = ImageDraw.Draw(img)
@@ -140,9 +152,12 @@ def sample(rng: random.Random, side: int = IMAGE_SIDE, *, shape: str | None = No
 
 
 def generate(out_dir: Path, count: int, *, seed: int = 0, side: int = IMAGE_SIDE,
-             balanced: bool = False, mono: bool = False) -> Iterator[tuple[Path, ShapeImage]]:
+             balanced: bool = False, mono: bool = False,
+             variety: Variety | None = None) -> Iterator[tuple[Path, ShapeImage]]:
     """Write `count` PNG files to out_dir; yield (path, what it shows). `balanced` cycles
-    through every (shape, colour) pair, so each appears count / 48 times (+-1)."""
+    through every (shape, colour) pair, so each appears count / 48 times (+-1). With
+    `variety`, its share of the images is drawn with domain randomisation (`vary`); without
+    it the images are the same as ever (the held-out sets depend on that)."""
     rng = random.Random(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     width = len(str(count - 1))
@@ -152,9 +167,165 @@ def generate(out_dir: Path, count: int, *, seed: int = 0, side: int = IMAGE_SIDE
         item = sample(rng, side, shape=shape, color="black" if mono else color)
         if mono:  # black on white: shape is all there is to see (first training stage)
             item = ShapeImage(**{**asdict(item), "background": "white"})
+        if variety is not None and rng.random() < variety.share:
+            item = vary(item, rng, variety, side)
         path = out_dir / f"{item.color}-{item.shape}-{i:0{width}d}.png"
         render(item, rng, side).save(path, compress_level=1)
         yield path, item
+
+
+# --- domain randomisation in the generator ------------------------------------------------
+# The model learns only what its generator draws. `Variety` widens that: shapes turned
+# further (as far as each shape's name stays true), stretched either way, drawn as outlines,
+# other shades of their colour, patterned backgrounds and JPEG artefacts. Names stay true
+# under the convention of a person (and of the evaluation renderer): a square turned 45
+# degrees is a diamond, so squares turn at most SQUARE_TURN; a diamond is a rhombus standing
+# on a corner, tall or wide, and turns further only when it is clearly not a square
+# (aspect >= DIAMOND_ASPECT[0]). The texture families are this module's own (smooth
+# gratings, plaids, dot lattices, speckle, radial glows, scribbles): never hard stripes or
+# checks, which only the evaluation renderer draws, so that it still measures patterns the
+# trainer never saw.
+TEXTURES = ("plain", "grating", "plaid", "dots", "speckle", "glow", "scribble")
+SQUARE_TURN = 30.0
+DIAMOND_ASPECT = (1.25, 1.9)  # long / short diagonal of a varied diamond
+TURN = {"circle": 90.0, "square": SQUARE_TURN, "triangle": 60.0, "star": 36.0,
+        "cross": 45.0}
+
+
+@dataclass(frozen=True)
+class Variety:
+    share: float = 0.5  # share of the images drawn varied (the rest as plain)
+    outline: float = 0.3  # share of varied images drawn as outlines
+    texture: float = 0.6  # share of varied images with a patterned background
+    jpeg: float = 0.3  # share of varied images that go through JPEG (quality 25-90)
+    shade: float = 0.3  # colours up to this much lighter or darker (a mix with white/black)
+    stretch: float = 0.18  # width / height within exp(+-stretch) (diamonds: DIAMOND_ASPECT)
+
+    def __post_init__(self) -> None:
+        for name in ("share", "outline", "texture", "jpeg"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"variety {name} must lie in 0..1")
+        if not 0 <= self.shade <= 0.5 or not 0 <= self.stretch <= 0.3:
+            raise ValueError("variety shade must lie in 0..0.5 and stretch in 0..0.3")
+
+
+def vary(item: ShapeImage, rng: random.Random, variety: Variety,
+         side: int = IMAGE_SIDE) -> ShapeImage:
+    """The same (shape, colour, size, background) drawn with random variety."""
+    if item.shape == "diamond":
+        if rng.random() < 0.8:  # a clear rhombus, tall or wide, turned up to 25 degrees
+            aspect = math.exp(rng.uniform(*map(math.log, DIAMOND_ASPECT)))
+            angle = rng.uniform(-25, 25)
+        else:  # nearly a square on its corner: barely turned
+            aspect = math.exp(rng.uniform(0, math.log(DIAMOND_ASPECT[0])))
+            angle = rng.uniform(-8, 8)
+        stretch = aspect if rng.random() < 0.5 else 1 / aspect
+    else:
+        limit = variety.stretch * (0.8 if item.shape == "square" else 1.0)
+        stretch = math.exp(rng.uniform(-limit, limit))
+        angle = rng.uniform(-TURN[item.shape], TURN[item.shape])
+    margin = item.radius * 1.3 * math.sqrt(max(stretch, 1 / stretch))
+    lo, hi = min(margin, side / 2), max(side - margin, side / 2)
+    return replace(
+        item, varied=True, stretch=round(stretch, 3), angle=round(angle, 1),
+        x=round(min(max(item.x, lo), hi), 1), y=round(min(max(item.y, lo), hi), 1),
+        stroke=round(rng.uniform(0.14, 0.4), 3) if rng.random() < variety.outline else 0.0,
+        texture=rng.choice(TEXTURES[1:]) if rng.random() < variety.texture else "plain",
+        shade=round(rng.uniform(-variety.shade, variety.shade), 3),
+        background_shade=round(rng.uniform(-variety.shade, variety.shade), 3),
+        jpeg=rng.randint(25, 90) if rng.random() < variety.jpeg else 0,
+    )
+
+
+def _mix(rgb: tuple[int, ...], amount: float) -> tuple[int, ...]:
+    """Lighter (towards white) for amount > 0, darker for amount < 0."""
+    target = 255 if amount > 0 else 0
+    return tuple(int(round(c + (target - c) * abs(amount))) for c in rgb)
+
+
+def _unit_shape(shape: str) -> list[tuple[float, float]]:
+    """The plain drawing's proportions, unturned, radius 1 (a diamond: a square on its
+    corner, which the stretch makes tall or wide)."""
+    def ring(n: int, radius: float, start: float) -> list[tuple[float, float]]:
+        return [(radius * math.cos(math.radians(start + 360.0 * i / n)),
+                 radius * math.sin(math.radians(start + 360.0 * i / n))) for i in range(n)]
+
+    if shape == "circle":
+        return ring(48, 1.0, 0)
+    if shape == "diamond":
+        return ring(4, 0.95, 0)
+    fixed = ShapeImage(shape, "black", "small", "white", 0.0, 0.0, 1.0, 0.0)
+    return _polygon(fixed)
+
+
+def _pattern(texture: str, w: int, h: int, rng: random.Random) -> np.ndarray:
+    """A (h, w) pattern in -1..1 of one of this generator's texture families."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    def grating() -> np.ndarray:
+        t = rng.uniform(0, math.pi)
+        period = rng.uniform(0.08, 0.3) * w
+        return np.sin((xx * math.cos(t) + yy * math.sin(t)) * 2 * math.pi / period
+                      + rng.uniform(0, 2 * math.pi))
+
+    if texture == "grating":
+        return grating()
+    if texture == "plaid":
+        return (grating() + grating()) / 2
+    if texture == "dots":
+        step = rng.uniform(0.1, 0.22) * w
+        t = rng.uniform(0, math.pi / 2)
+        u = (xx * math.cos(t) + yy * math.sin(t)) / step
+        v = (-xx * math.sin(t) + yy * math.cos(t)) / step
+        d = np.hypot(u - np.round(u), v - np.round(v))
+        return np.where(d < rng.uniform(0.18, 0.35), 1.0, -0.2).astype(np.float32)
+    if texture == "speckle":
+        return np.random.default_rng(rng.randrange(2**32)).uniform(-1, 1, (h, w)).astype(
+            np.float32)
+    if texture == "glow":
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        d = np.hypot(xx - cx, yy - cy) / math.hypot(w, h)
+        return (1 - 2 * d / d.max()).astype(np.float32)
+    if texture == "scribble":
+        img = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(img)
+        for _ in range(rng.randint(3, 8)):
+            draw.line([(rng.uniform(0, w), rng.uniform(0, h)) for _ in range(3)], fill=255,
+                      width=max(1, int(w * rng.uniform(0.01, 0.03))), joint="curve")
+        return np.asarray(img, dtype=np.float32) / 127.5 - 1
+    raise ValueError(texture)
+
+
+def render_varied(item: ShapeImage, rng: random.Random, side: int = IMAGE_SIDE) -> Image.Image:
+    scale = 3
+    n = side * scale
+    bg = _mix(_jitter(COLORS[item.background], rng), item.background_shade)
+    if item.texture == "plain":
+        img = Image.new("RGB", (n, n), bg)
+    else:
+        # The pattern at the output size, enlarged to the drawing's (9x fewer pixels).
+        field = _pattern(item.texture, side, side, rng)[..., None] * rng.uniform(0.12, 0.3)
+        base = np.asarray(bg, dtype=np.float32)
+        pixels = np.where(field > 0, base + field * (255 - base), base * (1 + field))
+        img = Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB").resize(
+            (n, n), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(img)
+    fill = _mix(_jitter(COLORS[item.color], rng), item.shade)
+    sx, sy = math.sqrt(item.stretch), 1 / math.sqrt(item.stretch)
+    cos, sin = math.cos(math.radians(item.angle)), math.sin(math.radians(item.angle))
+    r, cx, cy = item.radius * scale, item.x * scale, item.y * scale
+    pts = [(cx + r * (px * sx * cos - py * sy * sin), cy + r * (px * sx * sin + py * sy * cos))
+           for px, py in _unit_shape(item.shape)]
+    if item.stroke:
+        draw.polygon(pts, outline=fill, width=max(2, int(round(item.stroke * r))))
+    else:
+        draw.polygon(pts, fill=fill)
+    img = img.resize((side, side), Image.Resampling.BOX)
+    if item.jpeg:
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=item.jpeg)
+        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return img
 
 
 SHAPE_ONLY_FORMS: dict[str, int] = {"a {shape}": 1, "a photo of a {shape}.": 1}
