@@ -67,6 +67,13 @@ def test_searches_run_unchanged_on_a_table_partitioned_by_kind(partitioned, sett
             "JOIN pg_am am ON am.oid = i.relam "
             "WHERE h.inhparent = 'assets'::regclass AND am.amname = 'hnsw' ORDER BY 1").fetchall()
         assert [g[0] for g in graphs] == ["assets_animation", "assets_image", "assets_other"]
+        # Each partition keeps migration 0014's setting: tags and metadata in the row.
+        options = conn.execute(
+            "SELECT c.relname, c.reloptions FROM pg_inherits h JOIN pg_class c "
+            "ON c.oid = h.inhrelid WHERE h.inhparent = 'assets'::regclass ORDER BY 1"
+        ).fetchall()
+        assert options == [(name, ["toast_tuple_target=8160"]) for name in
+                           ("assets_animation", "assets_image", "assets_other")]
         assert conn.execute("SELECT count(*) FROM assets_other WHERE kind IS NULL"
                             ).fetchone()[0] == 100
     q = unit_vectors(1, vectors.shape[1], seed=9)[0]
