@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from assetdb.demo import languages, shapes
@@ -132,37 +134,64 @@ def name_teacher(text_dir: Path) -> None:
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = None,
-          device: str | None = None) -> dict:
-    """Run the recipe; every stage is one `finetune` call, starting from the last; then the
-    multilingual text encoder is distilled into out/text."""
-    from assetdb.embedding.text_model import write_reference
+def recipe_problem(recipe: dict) -> str | None:
+    """What is wrong with a recipe's stages, before anything is generated or trained."""
+    if not isinstance(recipe.get("stages"), list) or not recipe["stages"]:
+        return "the recipe needs a non-empty list of stages"
+    for n, stage in enumerate(recipe["stages"], start=1):
+        if not isinstance(stage, dict):
+            return f"stage {n} is not an object"
+        for field, known in (("images", ("mono", "colour")), ("forms", FORMS),
+                             ("variety", recipe.get("variety", {})),
+                             ("augment", recipe.get("augment", {}))):
+            value = stage.get(field)
+            if value is None and field in ("variety", "augment"):
+                continue
+            if value not in known:
+                return (f"stage {n}: {field} {value!r} is not one of "
+                        f"{', '.join(map(str, known))}")
+    for name, params in recipe.get("variety", {}).items():
+        try:
+            shapes.Variety(**params)
+        except (TypeError, ValueError) as exc:
+            return f"variety {name!r}: {exc}"
+    return None
+
+
+def _generate(job: tuple[Path, tuple[str, int, int, str], dict]) -> list:
+    """One stage's image set: (data dir, (kind, count, seed, variety), varieties)."""
+    data, (kind, count, seed, variety_name), varieties = job
+    variety = shapes.Variety(**varieties[variety_name]) if variety_name != "plain" else None
+    key = (kind, count, seed, variety_name)
+    name = "-".join(map(str, key if variety_name != "plain" else key[:3]))
+    return list(shapes.generate(data / name, count, seed=seed, mono=kind == "mono",
+                                variety=variety))
+
+
+def train_image_stages(recipe: dict, work: Path, out: Path, threads: int | None = None,
+                       device: str | None = None) -> list[dict]:
+    """Generate every stage's images and run the stages, each one `finetune` call starting
+    from the last; the last stage's model is saved to `out`. Returns the stages' reports."""
     from assetdb.embedding.tiny import build_tiny_clip
     from assetdb.training.augment import AugmentConfig
-    from assetdb.training.distill import DistillConfig, distill_text, load_translation_pairs
     from assetdb.training.pairs import load_pairs
     from assetdb.training.trainer import TrainConfig, finetune
 
     started = time.perf_counter()
     cpu0 = time.process_time()
     data = work / "data"
+
     # A stage may ask for its own number of images, data seed and generator variety; stages
     # that ask for the same (kind, count, seed, variety) share one generated set.
-    images: dict[tuple[str, int, int, str], list] = {}
-
     def image_key(stage: dict) -> tuple[str, int, int, str]:
         return (stage["images"], stage.get("count", recipe["count"]),
                 stage.get("data_seed", recipe["seed"]), stage.get("variety", "plain"))
 
-    for stage in recipe["stages"]:
-        key = image_key(stage)
-        if key not in images:
-            variety = (shapes.Variety(**recipe["variety"][key[3]]) if key[3] != "plain"
-                       else None)
-            name = "-".join(map(str, key if key[3] != "plain" else key[:3]))
-            images[key] = list(shapes.generate(data / name, key[1],
-                                               seed=key[2], mono=key[0] == "mono",
-                                               variety=variety))
+    keys = list(dict.fromkeys(image_key(stage) for stage in recipe["stages"]))
+    # Each set has its own seed, so the sets are drawn in parallel with the same result.
+    with ProcessPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1)) as pool:
+        drawn = pool.map(_generate, [(data, key, recipe["variety"]) for key in keys])
+        images = dict(zip(keys, drawn, strict=True))
     base = build_tiny_clip(work / "base", words=shapes.vocabulary(), seed=recipe["seed"],
                            **recipe["model"])
 
@@ -193,10 +222,28 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
                           on_step=on_step, log=lambda m: print(m, file=sys.stderr, flush=True))
         stages.append(report.as_dict())
         base = target
+    return stages
+
+
+def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = None,
+          device: str | None = None) -> dict:
+    """Run the recipe's image stages into `out`; then distil the multilingual text
+    encoder into out/text."""
+    from assetdb.embedding.text_model import write_reference
+    from assetdb.training.distill import DistillConfig, distill_text, load_translation_pairs
+
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    stages = train_image_stages(recipe, work, out, threads, device)
     text = dict(recipe["text"])
-    pairs = languages.write_translation_pairs(data / "translations.jsonl",
+    pairs = languages.write_translation_pairs(work / "data" / "translations.jsonl",
                                               sample=text.pop("sample"), seed=recipe["seed"])
     print("text: distilling the multilingual text encoder", file=sys.stderr, flush=True)
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if step % 20 == 0 or step == total:
+            print(f"step {step}/{total} loss {loss:.3f}", file=sys.stderr, flush=True)
+
     distilled = distill_text(str(out), load_translation_pairs(pairs), out / "text",
                              DistillConfig(seed=recipe["seed"], threads=threads, device=device,
                                            **text),
@@ -214,12 +261,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="new model directory")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
-    parser.add_argument("--augmented", action="store_true",
+    stages = parser.add_mutually_exclusive_group()
+    stages.add_argument("--augmented", action="store_true",
                         help="train the image model with augmentation (AUGMENTED_STAGES)")
-    parser.add_argument("--plain", action="store_true",
+    stages.add_argument("--plain", action="store_true",
                         help="the recipe shipped before the generator's variety (PLAIN_STAGES)")
     parser.add_argument("--recipe", type=Path, default=None,
-                        help="a JSON file whose keys replace the recipe's (experiments)")
+                        help="a JSON file whose keys replace the recipe's; its named "
+                        "varieties and augmentations join the recipe's (experiments)")
     args = parser.parse_args(argv)
     recipe = dict(RECIPE)
     if args.augmented:
@@ -227,7 +276,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.plain:
         recipe["stages"] = PLAIN_STAGES
     if args.recipe:
-        recipe.update(json.loads(args.recipe.read_text()))
+        try:
+            spec = json.loads(args.recipe.read_text(encoding="utf-8"))
+            # Named varieties and augmentations are added to the shipped ones.
+            recipe.update({**spec, **{key: {**RECIPE[key], **spec[key]}
+                                      for key in ("variety", "augment") if key in spec}})
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            parser.error(f"--recipe {args.recipe}: {exc}")
+    problem = recipe_problem(recipe)
+    if problem:
+        parser.error(problem)
     from assetdb.training.trainer import format_recall
 
     if args.out.exists():

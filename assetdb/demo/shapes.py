@@ -185,7 +185,12 @@ def generate(out_dir: Path, count: int, *, seed: int = 0, side: int = IMAGE_SIDE
 # gratings, plaids, dot lattices, speckle, radial glows, scribbles): never hard stripes or
 # checks, which only the evaluation renderer draws, so that it still measures patterns the
 # trainer never saw.
-TEXTURES = ("plain", "grating", "plaid", "dots", "speckle", "glow", "scribble")
+TEXTURES = ("plain", "grating", "plaid", "dots", "speckle", "glow", "scribble",
+            "mosaic", "clutter", "blotch", "rings")
+# The families a Variety draws unless it names its own: the first, smooth ones. The
+# hard-edged ones (cell mosaics, scattered small polygons, thresholded noise, rings) teach
+# that an edge in shades of the background is not the shape's.
+SMOOTH_TEXTURES = TEXTURES[1:7]
 SQUARE_TURN = 30.0
 DIAMOND_ASPECT = (1.25, 1.9)  # long / short diagonal of a varied diamond
 TURN = {"circle": 90.0, "square": SQUARE_TURN, "triangle": 60.0, "star": 36.0,
@@ -200,8 +205,14 @@ class Variety:
     jpeg: float = 0.3  # share of varied images that go through JPEG (quality 25-90)
     shade: float = 0.3  # colours up to this much lighter or darker (a mix with white/black)
     stretch: float = 0.18  # width / height within exp(+-stretch) (diamonds: DIAMOND_ASPECT)
+    textures: tuple[str, ...] = SMOOTH_TEXTURES  # the families patterned backgrounds use
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "textures", tuple(self.textures))
+        unknown = set(self.textures) - set(TEXTURES[1:])
+        if unknown or not self.textures:
+            raise ValueError(f"variety textures must be some of {', '.join(TEXTURES[1:])}"
+                             + (f" (not {', '.join(sorted(unknown))})" if unknown else ""))
         for name in ("share", "outline", "texture", "jpeg"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"variety {name} must lie in 0..1")
@@ -230,7 +241,7 @@ def vary(item: ShapeImage, rng: random.Random, variety: Variety,
         item, varied=True, stretch=round(stretch, 3), angle=round(angle, 1),
         x=round(min(max(item.x, lo), hi), 1), y=round(min(max(item.y, lo), hi), 1),
         stroke=round(rng.uniform(0.14, 0.4), 3) if rng.random() < variety.outline else 0.0,
-        texture=rng.choice(TEXTURES[1:]) if rng.random() < variety.texture else "plain",
+        texture=rng.choice(variety.textures) if rng.random() < variety.texture else "plain",
         shade=round(rng.uniform(-variety.shade, variety.shade), 3),
         background_shade=round(rng.uniform(-variety.shade, variety.shade), 3),
         jpeg=rng.randint(25, 90) if rng.random() < variety.jpeg else 0,
@@ -293,6 +304,34 @@ def _pattern(texture: str, w: int, h: int, rng: random.Random) -> np.ndarray:
             draw.line([(rng.uniform(0, w), rng.uniform(0, h)) for _ in range(3)], fill=255,
                       width=max(1, int(w * rng.uniform(0.01, 0.03))), joint="curve")
         return np.asarray(img, dtype=np.float32) / 127.5 - 1
+    if texture == "mosaic":  # Voronoi cells, each lighter or darker
+        k = rng.randint(6, 30)
+        seeds = [(rng.uniform(0, w), rng.uniform(0, h)) for _ in range(k)]
+        d = np.stack([np.hypot(xx - sx, yy - sy) for sx, sy in seeds])
+        levels = np.array([rng.choice((-1.0, 1.0)) * rng.uniform(0.4, 1) for _ in range(k)],
+                          dtype=np.float32)
+        return levels[d.argmin(axis=0)]
+    if texture == "clutter":  # small hard-edged polygons scattered over the ground
+        img = Image.new("L", (w, h), 128)
+        draw = ImageDraw.Draw(img)
+        for _ in range(rng.randint(6, 24)):
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), w * rng.uniform(0.04, 0.14)
+            n, t0 = rng.randint(3, 7), rng.uniform(0, 2 * math.pi)
+            draw.polygon([(cx + r * rng.uniform(0.5, 1) * math.cos(t0 + 2 * math.pi * i / n),
+                           cy + r * rng.uniform(0.5, 1) * math.sin(t0 + 2 * math.pi * i / n))
+                          for i in range(n)], fill=rng.choice((0, 255)))
+        return np.asarray(img, dtype=np.float32) / 127.5 - 1
+    if texture == "blotch":  # smooth noise cut at zero: hard-edged blobs
+        coarse = np.random.default_rng(rng.randrange(2**32)).uniform(
+            -1, 1, (rng.randint(3, 8),) * 2).astype(np.float32)
+        field = np.asarray(Image.fromarray(coarse, "F").resize((w, h),
+                                                               Image.Resampling.BICUBIC))
+        return np.where(field > 0, 1.0, -1.0).astype(np.float32)
+    if texture == "rings":  # concentric hard-edged rings around a point
+        cx, cy = rng.uniform(-0.5, 1.5) * w, rng.uniform(-0.5, 1.5) * h
+        period = rng.uniform(0.1, 0.3) * w
+        return np.where(np.sin(np.hypot(xx - cx, yy - cy) * 2 * math.pi / period) > 0,
+                        1.0, -1.0).astype(np.float32)
     raise ValueError(texture)
 
 

@@ -68,6 +68,7 @@ def build_tiny_clip(
     image_size: int = 32,
     patch_size: int = 8,
     seed: int = 0,
+    logit_scale: float | None = None,
 ) -> Path:
     """Save a randomly initialised CLIPModel + tokenizer + image processor to out_dir."""
     import torch
@@ -104,6 +105,9 @@ def build_tiny_clip(
             "patch_size": patch_size,
         },
         projection_dim=embed_dim,
+        # The temperature's starting value, as ln(1 / temperature): CLIP's own 1/0.07
+        # unless a recipe says otherwise.
+        **({} if logit_scale is None else {"logit_scale_init_value": logit_scale}),
     )
     torch.manual_seed(seed)
     model = CLIPModel(config)
