@@ -62,7 +62,12 @@ def shape_accuracy(model: Path) -> dict:
 
 
 def main() -> None:
-    from assetdb.demo.build_model import RECIPE, recipe_problem, train_image_stages
+    from assetdb.demo.build_model import (
+        RECIPE,
+        recipe_problem,
+        train_image_stages,
+        with_recipe,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("recipe", type=Path)
@@ -70,9 +75,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     spec = json.loads(args.recipe.read_text(encoding="utf-8"))
-    recipe = {**RECIPE, **spec,
-              "variety": {**RECIPE["variety"], **spec.get("variety", {})},
-              "augment": {**RECIPE["augment"], **spec.get("augment", {})}}
+    recipe = with_recipe(RECIPE, spec)
     problem = recipe_problem(recipe)
     if problem:
         ap.error(problem)

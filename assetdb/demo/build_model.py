@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -144,6 +145,13 @@ def name_teacher(text_dir: Path) -> None:
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def with_recipe(base: dict, spec: dict) -> dict:
+    """`base` with a recipe file's keys: they replace the base's, except that its named
+    varieties and augmentations join the base's."""
+    return {**base, **spec, **{key: {**base[key], **spec[key]}
+                               for key in ("variety", "augment") if key in spec}}
+
+
 def recipe_problem(recipe: dict) -> str | None:
     """What is wrong with a recipe's stages, before anything is generated or trained."""
     if not isinstance(recipe.get("stages"), list) or not recipe["stages"]:
@@ -166,6 +174,16 @@ def recipe_problem(recipe: dict) -> str | None:
         except (TypeError, ValueError) as exc:
             return f"variety {name!r}: {exc}"
     return None
+
+
+def _step_printer(started: float, cpu0: float) -> Callable[[int, int, float], None]:
+    def on_step(step: int, total: int, loss: float) -> None:
+        if step % 20 == 0 or step == total:
+            print(f"step {step}/{total} loss {loss:.3f} "
+                  f"({time.perf_counter() - started:.0f} s wall, "
+                  f"{time.process_time() - cpu0:.0f} s CPU)", file=sys.stderr, flush=True)
+
+    return on_step
 
 
 def _generate(job: tuple[Path, tuple[str, int, int, str], dict]) -> list:
@@ -205,12 +223,7 @@ def train_image_stages(recipe: dict, work: Path, out: Path, threads: int | None 
     base = build_tiny_clip(work / "base", words=shapes.vocabulary(), seed=recipe["seed"],
                            **recipe["model"])
 
-    def on_step(step: int, total: int, loss: float) -> None:
-        if step % 20 == 0 or step == total:
-            print(f"step {step}/{total} loss {loss:.3f} "
-                  f"({time.perf_counter() - started:.0f} s wall, "
-                  f"{time.process_time() - cpu0:.0f} s CPU)", file=sys.stderr, flush=True)
-
+    on_step = _step_printer(started, cpu0)
     stages = []
     for n, stage in enumerate(recipe["stages"], start=1):
         params = {**recipe["common"], **stage}
@@ -249,15 +262,10 @@ def build(out: Path, work: Path, recipe: dict = RECIPE, threads: int | None = No
     pairs = languages.write_translation_pairs(work / "data" / "translations.jsonl",
                                               sample=text.pop("sample"), seed=recipe["seed"])
     print("text: distilling the multilingual text encoder", file=sys.stderr, flush=True)
-
-    def on_step(step: int, total: int, loss: float) -> None:
-        if step % 20 == 0 or step == total:
-            print(f"step {step}/{total} loss {loss:.3f}", file=sys.stderr, flush=True)
-
     distilled = distill_text(str(out), load_translation_pairs(pairs), out / "text",
                              DistillConfig(seed=recipe["seed"], threads=threads, device=device,
                                            **text),
-                             on_step=on_step,
+                             on_step=_step_printer(started, cpu0),
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     write_reference(out, out / "text")
     name_teacher(out / "text")
@@ -287,10 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         recipe["stages"] = PLAIN_STAGES
     if args.recipe:
         try:
-            spec = json.loads(args.recipe.read_text(encoding="utf-8"))
-            # Named varieties and augmentations are added to the shipped ones.
-            recipe.update({**spec, **{key: {**RECIPE[key], **spec[key]}
-                                      for key in ("variety", "augment") if key in spec}})
+            recipe = with_recipe(recipe, json.loads(args.recipe.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             parser.error(f"--recipe {args.recipe}: {exc}")
     problem = recipe_problem(recipe)
